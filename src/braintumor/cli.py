@@ -96,6 +96,75 @@ def cmd_split(args) -> int:
     return 0
 
 
+def cmd_train(args) -> int:
+    from .training import train
+
+    cfg = _config(args, task=args.task, backbone=args.backbone, quick=args.quick, seed=args.seed)
+    if args.random_weights:
+        cfg = cfg.replace(weights=None)
+    for field in ("image_size", "batch_size", "epochs_frozen", "epochs_finetune", "lr_frozen",
+                  "lr_finetune", "finetune_fraction", "preprocess"):
+        value = getattr(args, field)
+        if value is not None:
+            cfg = cfg.replace(**{field: value})
+    if args.epochs is not None:
+        cfg = cfg.replace(epochs_frozen=args.epochs, epochs_finetune=args.epochs)
+    if args.no_augment:
+        cfg = cfg.replace(augment=False)
+    if cfg.quick and args.epochs is None:
+        cfg = cfg.replace(epochs_frozen=min(cfg.epochs_frozen, 2), epochs_finetune=min(cfg.epochs_finetune, 1))
+    run_dir = train(cfg, verbose=args.verbose)
+    print(f"model folder: {run_dir}")
+    return 0
+
+
+def cmd_evaluate(args) -> int:
+    from .evaluate import evaluate_run, report_dir
+    from .metrics import format_ci
+
+    cfg = _config(args)
+    report = evaluate_run(args.model, cfg, rule=args.rule, target=args.target,
+                          n_resamples=args.resamples, figures=not args.no_figures)
+    m = report["test"]["metrics"]
+    print(f"{report['task']} — {report['run_id']} — test n={report['test']['n_images']} "
+          f"({report['test']['n_groups']} duplicate groups), 95% CI by group bootstrap")
+    for name in ("accuracy", "balanced_accuracy", "sensitivity", "specificity", "roc_auc",
+                 "specificity_at_sensitivity", "macro_f1", "macro_auc_ovr", "ece"):
+        if name in m:
+            print(f"  {name:28s} {format_ci(**m[name])}")
+    cal = report["calibration"]
+    print(f"  temperature {cal['temperature']:.3f}; ECE test {cal['test_ece_before']:.4f} -> "
+          f"{cal['test_ece_after']:.4f}")
+    if report["threshold"]:
+        t = report["threshold"]
+        print(f"  threshold {t['threshold']:.4f} ({t['rule']}, chosen on validation)")
+    print(f"wrote {report_dir(cfg, {'task': report['task'], 'preprocess': report['preprocess']})}/metrics.json")
+    return 0
+
+
+def cmd_predict(args) -> int:
+    from .predict import Predictor, expand_inputs, write_results
+
+    paths = expand_inputs(args.paths)
+    if not paths:
+        print(f"error: no image files found in {args.paths}", file=sys.stderr)
+        return 2
+    predictor = Predictor.load(args.model)
+    df = predictor.predict_paths(paths, batch_size=args.batch_size, progress=not args.no_progress)
+    if args.gradcam:
+        from .predict import write_gradcams
+
+        write_gradcams(predictor, df, args.gradcam)
+    if args.out:
+        print(f"wrote {write_results(df, args.out)}")
+    else:
+        print(df.to_csv(index=False), end="")
+    failed = int((df["error"] != "").sum())
+    if failed:
+        print(f"{failed} of {len(df)} file(s) could not be read (see the error column)", file=sys.stderr)
+    return 1 if failed else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="braintumor",
@@ -125,6 +194,50 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split-name", help="manifest name under data/splits/ (default: default)")
     p.add_argument("--out", help="manifest path (overrides --split-name)")
     p.set_defaults(func=cmd_split)
+
+    from .tasks import TASKS
+
+    p = sub.add_parser("train", help="two-phase transfer learning for one task")
+    add_data_args(p)
+    p.add_argument("--task", required=True, choices=sorted(TASKS))
+    p.add_argument("--backbone", default=Config.backbone,
+                   help="registered backbone name or a path to a .keras backbone (default: %(default)s)")
+    p.add_argument("--random-weights", action="store_true", help="random initialisation instead of ImageNet")
+    p.add_argument("--quick", action="store_true", help="small stratified subset and few epochs (smoke run)")
+    p.add_argument("--epochs", type=int, help="epochs for both phases")
+    p.add_argument("--epochs-frozen", type=int)
+    p.add_argument("--epochs-finetune", type=int)
+    p.add_argument("--image-size", type=int)
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--lr-frozen", type=float)
+    p.add_argument("--lr-finetune", type=float)
+    p.add_argument("--finetune-fraction", type=float, help="share of backbone layers unfrozen in phase 2")
+    p.add_argument("--preprocess", help="image preprocessing before resizing (default: none)")
+    p.add_argument("--no-augment", action="store_true")
+    p.add_argument("--seed", type=int, default=Config.seed)
+    p.add_argument("--split-name", help="manifest name under data/splits/ (default: default)")
+    p.add_argument("--verbose", type=int, default=1, choices=[0, 1, 2], help="Keras verbosity")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("evaluate", help="calibrate + threshold on validation, report on test")
+    add_data_args(p)
+    p.add_argument("--model", required=True, help="run folder models/<task>/<run-id>")
+    p.add_argument("--rule", default="youden", choices=["youden", "sensitivity", "specificity"],
+                   help="threshold rule, applied to validation (default: youden)")
+    p.add_argument("--target", type=float, default=0.95, help="target for the sensitivity/specificity rule")
+    p.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples (default: 1000)")
+    p.add_argument("--split-name", help="manifest name under data/splits/ (default: default)")
+    p.add_argument("--no-figures", action="store_true")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("predict", help="run a trained model on your own images")
+    p.add_argument("paths", nargs="+", help="image files, folders or globs")
+    p.add_argument("--model", required=True, help="run folder models/<task>/<run-id>")
+    p.add_argument("--out", help="results file (.csv or .json); default: CSV to stdout")
+    p.add_argument("--gradcam", metavar="DIR", help="also write Grad-CAM overlays here")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=cmd_predict)
     return parser
 
 
