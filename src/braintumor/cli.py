@@ -78,8 +78,10 @@ def cmd_audit_duplicates(args) -> int:
 
 def cmd_split(args) -> int:
     from .index import load_index
-    from .splits import check_no_group_leak, group_aware_split, label_conflict_groups, split_summary, write_manifest
+    from .splits import (check_fractions, check_no_group_leak, group_aware_split, label_conflict_groups,
+                         split_summary, write_manifest)
 
+    check_fractions(args.fractions)  # before the (slow) index, so the error is the only output
     cfg = _config(args, seed=args.seed, split_fractions=tuple(args.fractions))
     df = load_index(cfg)
     manifest = group_aware_split(df, cfg.split_fractions, seed=cfg.seed)
@@ -245,7 +247,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except BrainTumorError as e:
+    except (BrainTumorError, ValueError) as e:  # bad input or settings: one line, no traceback
         print(f"error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

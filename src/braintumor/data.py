@@ -56,7 +56,11 @@ def download(dest: str | Path) -> Path:
     ``KAGGLE_USERNAME``/``KAGGLE_KEY``), its API is tried instead.
     """
     dest = Path(dest)
-    dest.mkdir(parents=True, exist_ok=True)
+    try:
+        dest.mkdir(parents=True, exist_ok=True)
+    except OSError as e:  # read-only install, or data/ is a file: report, don't crash
+        raise DatasetError(
+            f"could not download the dataset: cannot create {dest} ({e.strerror or e})") from None
     errors: list[str] = []
     try:
         import kagglehub
@@ -148,7 +152,7 @@ def list_image_files(root: str | Path) -> list[ImageFileEntry]:
                 raise DatasetError(f"missing class folder: {folder}")
             found = [
                 p for p in folder.rglob("*")
-                if p.is_file() and "__MACOSX" not in p.parts and p.name not in JUNK_NAMES
+                if p.is_file() and "__MACOSX" not in p.relative_to(root).parts and p.name not in JUNK_NAMES
                 and is_image_file(p)
             ]
             if not found:

@@ -78,8 +78,9 @@ def _describe_file(args: tuple[str, str]) -> dict:
 
 
 def dataset_fingerprint(root: str | Path, entries: list[ImageFileEntry] | None = None) -> str:
-    """A short hash of the file list and sizes: changes when any file is added, removed
-    or replaced, but not when the folder is copied elsewhere (mtimes are ignored)."""
+    """A short hash of the file list and sizes: changes when a file is added, removed or
+    changes size, but not when the folder is copied elsewhere (mtimes are ignored, since
+    copies reset them). Replacing a file by another of the same size needs --rebuild."""
     root = Path(root)
     entries = entries if entries is not None else list_image_files(root)
     h = hashlib.sha256(f"index-v{INDEX_VERSION}\n".encode())

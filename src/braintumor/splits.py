@@ -37,6 +37,11 @@ def _integer_targets(n: int, fractions: tuple[float, ...]) -> np.ndarray:
     return base
 
 
+def check_fractions(fractions) -> None:
+    if len(fractions) != 3 or min(fractions) < 0 or sum(fractions) <= 0:
+        raise ValueError(f"split fractions must be three non-negative numbers, got {tuple(fractions)}")
+
+
 def group_aware_split(df: pd.DataFrame, fractions=(0.70, 0.15, 0.15), seed: int = 1337,
                       stratify=STRATUM_COLUMNS) -> pd.DataFrame:
     """Assign every readable, non-conflicting image to train/val/test.
@@ -48,8 +53,7 @@ def group_aware_split(df: pd.DataFrame, fractions=(0.70, 0.15, 0.15), seed: int 
     Returns the manifest: the input's rows minus unreadable and label-conflict images,
     with a ``split`` column, sorted by path.
     """
-    if len(fractions) != 3 or min(fractions) < 0 or sum(fractions) <= 0:
-        raise ValueError(f"fractions must be three non-negative numbers, got {fractions}")
+    check_fractions(fractions)
     usable = df[(df["status"] == "ok") & ~df["group"].isin(label_conflict_groups(df))]
     usable = usable.sort_values("path").reset_index(drop=True)
     stratum = usable[list(stratify)].astype(str).agg("|".join, axis=1)
