@@ -78,14 +78,24 @@ def cmd_audit_duplicates(args) -> int:
 
 def cmd_split(args) -> int:
     from .index import load_index
-    from .splits import (check_fractions, check_no_group_leak, group_aware_split, label_conflict_groups,
-                         split_summary, write_manifest)
+    from .splits import (MANIFEST_COLUMNS, check_fractions, check_no_group_leak, group_aware_split,
+                         label_conflict_groups, read_manifest, split_summary, write_manifest)
 
     check_fractions(args.fractions)  # before the (slow) index, so the error is the only output
     cfg = _config(args, seed=args.seed, split_fractions=tuple(args.fractions))
     df = load_index(cfg)
     manifest = group_aware_split(df, cfg.split_fractions, seed=cfg.seed)
     check_no_group_leak(manifest)
+    if args.check:
+        committed = read_manifest(cfg.manifest_path)
+        fresh = manifest[MANIFEST_COLUMNS].sort_values("path").reset_index(drop=True).astype(str)
+        if not fresh.equals(committed[MANIFEST_COLUMNS].reset_index(drop=True)):
+            print(f"error: the split regenerated from the data differs from {cfg.manifest_path}",
+                  file=sys.stderr)
+            return 1
+        print(f"{cfg.manifest_path} matches the split regenerated from the data "
+              f"({len(manifest):,} images, seed {cfg.seed})")
+        return 0
     path = write_manifest(manifest, Path(args.out) if args.out else cfg.manifest_path)
     _print_table(split_summary(manifest), f"Split (seed {cfg.seed}, fractions {cfg.split_fractions}):")
     excluded = df[~df["path"].isin(manifest["path"])]
@@ -120,12 +130,22 @@ def cmd_train(args) -> int:
     return 0
 
 
+def resolve_run(path: str) -> Path:
+    """A run folder, or the newest run inside a task folder such as ``models/ct``."""
+    p = Path(path)
+    if p.is_dir() and not (p / "model_card.json").is_file():
+        runs = sorted(d for d in p.iterdir() if (d / "model_card.json").is_file())
+        if runs:
+            return runs[-1]  # run ids start with a timestamp
+    return p
+
+
 def cmd_evaluate(args) -> int:
     from .evaluate import evaluate_run, report_dir
     from .metrics import format_ci
 
     cfg = _config(args)
-    report = evaluate_run(args.model, cfg, rule=args.rule, target=args.target,
+    report = evaluate_run(resolve_run(args.model), cfg, rule=args.rule, target=args.target,
                           n_resamples=args.resamples, figures=not args.no_figures)
     m = report["test"]["metrics"]
     print(f"{report['task']} — {report['run_id']} — test n={report['test']['n_images']} "
@@ -151,7 +171,7 @@ def cmd_predict(args) -> int:
     if not paths:
         print(f"error: no image files found in {args.paths}", file=sys.stderr)
         return 2
-    predictor = Predictor.load(args.model)
+    predictor = Predictor.load(resolve_run(args.model))
     df = predictor.predict_paths(paths, batch_size=args.batch_size, progress=not args.no_progress)
     if args.gradcam:
         from .predict import write_gradcams
@@ -195,6 +215,8 @@ def build_parser() -> argparse.ArgumentParser:
                    metavar=("TRAIN", "VAL", "TEST"))
     p.add_argument("--split-name", help="manifest name under data/splits/ (default: default)")
     p.add_argument("--out", help="manifest path (overrides --split-name)")
+    p.add_argument("--check", action="store_true",
+                   help="regenerate and compare with the committed manifest instead of writing")
     p.set_defaults(func=cmd_split)
 
     from .tasks import TASKS
@@ -223,7 +245,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("evaluate", help="calibrate + threshold on validation, report on test")
     add_data_args(p)
-    p.add_argument("--model", required=True, help="run folder models/<task>/<run-id>")
+    p.add_argument("--model", required=True, help="run folder models/<task>/<run-id>, or models/<task> for its newest run")
     p.add_argument("--rule", default="youden", choices=["youden", "sensitivity", "specificity"],
                    help="threshold rule, applied to validation (default: youden)")
     p.add_argument("--target", type=float, default=0.95, help="target for the sensitivity/specificity rule")
@@ -234,7 +256,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("predict", help="run a trained model on your own images")
     p.add_argument("paths", nargs="+", help="image files, folders or globs")
-    p.add_argument("--model", required=True, help="run folder models/<task>/<run-id>")
+    p.add_argument("--model", required=True, help="run folder models/<task>/<run-id>, or models/<task> for its newest run")
     p.add_argument("--out", help="results file (.csv or .json); default: CSV to stdout")
     p.add_argument("--gradcam", metavar="DIR", help="also write Grad-CAM overlays here")
     p.add_argument("--batch-size", type=int, default=32)
