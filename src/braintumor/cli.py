@@ -187,6 +187,18 @@ def cmd_predict(args) -> int:
     return 1 if failed else 0
 
 
+def cmd_results(args) -> int:
+    from .evaluate import results_table, update_readme
+
+    cfg = _config(args)
+    if args.update_readme:
+        changed = update_readme(cfg.root_path / "README.md", cfg.reports_path)
+        print(f"README.md results table {'updated' if changed else 'already up to date'}")
+    else:
+        print(results_table(cfg.reports_path))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="braintumor",
@@ -262,6 +274,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("results", help="the results table from reports/*/metrics.json")
+    p.add_argument("--update-readme", action="store_true", help="rewrite README.md's results block")
+    p.set_defaults(func=cmd_results)
     return parser
 
 

@@ -176,3 +176,45 @@ def gradcam_grid(predictor: Predictor, x_test: np.ndarray, rows: pd.DataFrame, p
     cams = gradcam(predictor.model, x_test[picks]) if picks else []
     shown = [overlay(blank_outside_head(x_test[i]), cam) for i, cam in zip(picks, cams)]
     return plots.image_grid(shown, titles, ncols=4)
+
+
+README_START, README_END = "<!-- results:start -->", "<!-- results:end -->"
+
+
+def results_table(reports_path: str | Path) -> str:
+    """A Markdown table of every ``reports/*/metrics.json`` (test split, 95% group-bootstrap CIs)."""
+    rows = []
+    for path in sorted(Path(reports_path).glob("*/metrics.json")):
+        r = json.loads(path.read_text())
+        if r.get("quick"):
+            continue  # smoke runs are not results
+        m = r["test"]["metrics"]
+
+        def ci(name: str) -> str:
+            e = m.get(name)
+            return metrics.format_ci(e["value"], e["low"], e["high"]) if e else "—"
+
+        thr = r["threshold"]["threshold"] if r.get("threshold") else None
+        rows.append(
+            f"| {r['task']} | {r['preprocess']} | {r['backbone']} | {r['test']['n_images']} "
+            f"({r['test']['n_groups']}) | {ci('accuracy')} | {ci('sensitivity')} | {ci('specificity')} "
+            f"| {ci('roc_auc') if 'roc_auc' in m else ci('macro_auc_ovr')} "
+            f"| {r['calibration']['test_ece_before']:.3f} → {r['calibration']['test_ece_after']:.3f} "
+            f"| {'—' if thr is None else f'{thr:.3f}'} |")
+    header = ("| task | preprocessing | backbone | test images (groups) | accuracy | sensitivity | "
+              "specificity | AUC | ECE raw → calibrated | threshold |\n"
+              "|---|---|---|---|---|---|---|---|---|---|")
+    return "\n".join([header, *rows]) if rows else "_No evaluated runs yet._"
+
+
+def update_readme(readme: str | Path, reports_path: str | Path) -> bool:
+    """Replace the README's results block with :func:`results_table`; True if it changed."""
+    readme = Path(readme)
+    text = readme.read_text()
+    if README_START not in text or README_END not in text:
+        raise BrainTumorError(f"{readme}: no {README_START} … {README_END} block to fill")
+    head, rest = text.split(README_START, 1)
+    _, tail = rest.split(README_END, 1)
+    new = f"{head}{README_START}\n{results_table(reports_path)}\n{README_END}{tail}"
+    readme.write_text(new)
+    return new != text
