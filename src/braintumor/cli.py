@@ -120,11 +120,11 @@ def cmd_train(args) -> int:
         if value is not None:
             cfg = cfg.replace(**{field: value})
     if args.epochs is not None:
-        cfg = cfg.replace(epochs_frozen=args.epochs, epochs_finetune=args.epochs)
+        cfg = cfg.replace(epochs_finetune=args.epochs)
     if args.no_augment:
         cfg = cfg.replace(augment=False)
     if cfg.quick and args.epochs is None:
-        cfg = cfg.replace(epochs_frozen=min(cfg.epochs_frozen, 2), epochs_finetune=min(cfg.epochs_finetune, 1))
+        cfg = cfg.replace(epochs_frozen=min(cfg.epochs_frozen, 20), epochs_finetune=min(cfg.epochs_finetune, 1))
     run_dir = train(cfg, verbose=args.verbose)
     print(f"model folder: {run_dir}")
     return 0
@@ -240,8 +240,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="registered backbone name or a path to a .keras backbone (default: %(default)s)")
     p.add_argument("--random-weights", action="store_true", help="random initialisation instead of ImageNet")
     p.add_argument("--quick", action="store_true", help="small stratified subset and few epochs (smoke run)")
-    p.add_argument("--epochs", type=int, help="epochs for both phases")
-    p.add_argument("--epochs-frozen", type=int)
+    p.add_argument("--epochs", type=int, help="fine-tuning epochs (same as --epochs-finetune)")
+    p.add_argument("--epochs-frozen", type=int, help="max head epochs on cached features (early-stopped)")
     p.add_argument("--epochs-finetune", type=int)
     p.add_argument("--image-size", type=int)
     p.add_argument("--batch-size", type=int)

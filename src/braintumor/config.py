@@ -41,7 +41,7 @@ class Config:
     weights: str | None = "imagenet"  # None = random initialisation (said in the model card)
     image_size: int = 224
     batch_size: int = 32
-    epochs_frozen: int = 6
+    epochs_frozen: int = 60  # on cached features: seconds per epoch; early stopping ends it
     epochs_finetune: int = 6
     lr_frozen: float = 1e-3
     lr_finetune: float = 1e-4

@@ -133,7 +133,9 @@ def train_head_on_features(model, f_train, y_train, f_val, y_val, n_classes: int
     t_val = y_val[:, None].astype("float32") if n_classes == 2 else np.eye(n_classes)[y_val]
     hist = head.fit(f_train, t_train, validation_data=(f_val, t_val), epochs=config.epochs_frozen,
                     batch_size=config.batch_size, class_weight=class_weights(y_train, n_classes),
-                    callbacks=[keras.callbacks.EarlyStopping(monitor="val_auc", mode="max", patience=5,
+                    # Validation loss, not AUC: AUC saturates within a few epochs while the
+                    # head's bias and scale (hence accuracy at a threshold) keep improving.
+                    callbacks=[keras.callbacks.EarlyStopping(monitor="val_loss", patience=8,
                                                              restore_best_weights=True)],
                     verbose=verbose)
     model.get_layer("logits").set_weights(dense.get_weights())
