@@ -48,7 +48,7 @@ def group_aware_split(df: pd.DataFrame, fractions=(0.70, 0.15, 0.15), seed: int 
 
     Each duplicate group is placed whole. Groups are shuffled with ``seed`` and placed
     largest first into the split whose per-stratum targets the group's images are
-    furthest below (a group may mix strata, e.g. a typed and an untyped copy of one MRI
+    relatively furthest below (a group may mix strata, e.g. a typed and an untyped copy of one MRI
     tumour), so every stratum lands within about one image of the fractions.
     Returns the manifest: the input's rows minus unreadable and label-conflict images,
     with a ``split`` column, sorted by path.
@@ -67,9 +67,13 @@ def group_aware_split(df: pd.DataFrame, fractions=(0.70, 0.15, 0.15), seed: int 
     order = order[np.argsort(-sizes[order], kind="stable")]  # large groups first, else random
     matrix = counts.to_numpy()
     assignment = np.empty(len(counts), dtype=object)
+    # Deficits are relative to each split's target: with absolute deficits every large
+    # group would land in train (the largest target), leaving val/test with only images
+    # that have no copies, a different mix of source collections than train.
+    scale = np.where(targets > 0, targets, 1).astype(float)
     for gi in order:
         c = matrix[gi]
-        k = int(np.argmax(c @ (targets - filled)))  # ties go to the earlier split
+        k = int(np.argmax(c @ ((targets - filled) / scale)))  # ties go to the earlier split
         assignment[gi] = SPLITS[k]
         filled[:, k] += c
     split_of = pd.Series(assignment, index=counts.index)

@@ -210,7 +210,7 @@ def train(config: Config, data: TrainingData | None = None, verbose: int = 1) ->
         val_ds = make_dataset(data.x_val, y_val, n_classes, config.batch_size, training=False,
                               seed=config.seed)
         t0 = time.perf_counter()
-        hist = model.fit(train_ds, validation_data=val_ds, epochs=config.epochs_finetune,
+        hist = model.fit(train_ds, validation_data=val_ds, epochs=config.epochs_finetune, shuffle=False,
                          class_weight=class_weights(y_train, n_classes),
                          callbacks=_callbacks(run_dir, patience=3), verbose=verbose)
         t_phase2 = time.perf_counter() - t0
