@@ -13,7 +13,7 @@ TASKS ?= ct mri
 # CPU-sized schedule (about 20 minutes per task on 2 cores); raise on a GPU.
 TRAIN_ARGS ?= --epochs-finetune 4
 
-.PHONY: install test reproduce index split train seed-weights clean-cache
+.PHONY: install test reproduce index split train notebook seed-weights clean-cache
 
 $(VENV)/.installed: requirements.txt pyproject.toml
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
@@ -48,6 +48,11 @@ reproduce: install seed-weights
 	for t in $(TASKS); do \
 	  $(VENV)/bin/braintumor train --task $$t $(TRAIN_ARGS) && \
 	  $(VENV)/bin/braintumor evaluate --model models/$$t || exit 1; done
+
+# Execute the study notebook headless, in place (QUICK=1 for the few-minute smoke version).
+notebook: install seed-weights
+	$(VENV)/bin/papermill notebook.ipynb $(if $(QUICK),/tmp/notebook-quick.ipynb -p QUICK True,notebook.ipynb) -k python3
+	$(VENV)/bin/braintumor results --update-readme
 
 clean-cache:
 	rm -rf data/cache

@@ -50,7 +50,7 @@ def separable(tmp_path_factory):
     layout = {("Brain Tumor CT scan Images", "Healthy"): [("ct_healthy", None)] * 36,
               ("Brain Tumor CT scan Images", "Tumor"): [("ct_tumor", 0)] * 36,
               ("Brain Tumor MRI images", "Healthy"): [("mri_healthy", None)] * 12,
-              ("Brain Tumor MRI images", "Tumor"): [("glioma", 0), ("meningioma", 1), ("pituitary", 2)] * 4}
+              ("Brain Tumor MRI images", "Tumor"): [("glioma", 0), ("meningioma", 1), ("pituitary", 2)] * 10}
     for (mod, cls), names in layout.items():
         folder = root / mod / cls
         folder.mkdir(parents=True)
@@ -205,3 +205,31 @@ def test_gradcam_depends_on_the_trained_head(trained_run, separable):
         randomised = gradcam(model, images, class_index=1)
         correlations += [spearmanr(a.ravel(), b.ravel())[0] for a, b in zip(trained, randomised)]
     assert np.nanmedian(correlations) < 0.8
+
+
+def test_multiclass_subtype_task_trains_and_evaluates(separable):
+    from braintumor.evaluate import evaluate_run
+    from braintumor.training import train
+
+    cfg = separable["config"].replace(task="mri_subtype", epochs_finetune=1)
+    run = train(cfg, verbose=0)
+    report = evaluate_run(run, cfg, n_resamples=100, figures=True, progress=False)
+    assert report["classes"] == ["glioma", "meningioma", "pituitary"]
+    assert report["threshold"] is None  # arg-max decision; no binary threshold
+    assert set(report["test"]["per_class"]) == {"glioma", "meningioma", "pituitary"}
+    assert len(report["test"]["confusion_matrix"]) == 3
+    card = json.loads((run / "model_card.json").read_text())
+    assert card["temperature"] > 0 and card["decision_threshold"] is None
+    assert (Path(cfg.root) / "reports" / "mri_subtype" / "confusion_matrix.png").is_file()
+
+
+def test_pooled_task_reports_each_modality(separable):
+    from braintumor.evaluate import evaluate_run
+    from braintumor.training import train
+
+    cfg = separable["config"].replace(task="pooled", epochs_finetune=0)
+    run = train(cfg, verbose=0)
+    report = evaluate_run(run, cfg, n_resamples=100, figures=False, progress=False)
+    by_modality = report["test_by_modality"]
+    assert set(by_modality) == {"CT", "MRI"}
+    assert sum(r["n_images"] for r in by_modality.values()) == report["test"]["n_images"]

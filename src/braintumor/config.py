@@ -107,3 +107,24 @@ class Config:
         if "split_fractions" in d:
             d["split_fractions"] = tuple(d["split_fractions"])
         return cls(**d)
+
+
+def scratch_root(source: Config | None = None) -> Path:
+    """A temporary project folder for smoke runs (notebook QUICK mode, tests).
+
+    It holds a copy of the committed split manifests and links to the source's caches
+    (index, decoded images, converted weights), so a quick run is fast but never writes
+    models or reports over the study's.
+    """
+    import shutil
+    import tempfile
+
+    source = source or Config()
+    scratch = Path(tempfile.mkdtemp(prefix="braintumor-scratch-"))
+    shutil.copytree(source.splits_path, scratch / "data" / "splits")
+    for shared in (source.cache_path, source.pretrained_path):
+        shared.mkdir(parents=True, exist_ok=True)
+        link = scratch / shared.relative_to(source.root_path)
+        link.parent.mkdir(parents=True, exist_ok=True)
+        link.symlink_to(shared, target_is_directory=True)
+    return scratch

@@ -90,7 +90,7 @@ def evaluate_run(run_dir: str | Path, config: Config | None = None, rule: str = 
     else:
         evaluate = functools.partial(metrics.evaluate_multiclass, classes=list(task.classes),
                                      n_resamples=n_resamples, seed=seed)
-    test_report = evaluate(y_test, p_test, groups)
+    test_report = evaluate(y_test, p_test, groups=groups)
     report = {
         "run_id": card["run_id"], "task": task.name, "classes": list(task.classes),
         "backbone": card["backbone"].get("name"), "weights": card["backbone"].get("weights"),
