@@ -233,3 +233,12 @@ def test_pooled_task_reports_each_modality(separable):
     by_modality = report["test_by_modality"]
     assert set(by_modality) == {"CT", "MRI"}
     assert sum(r["n_images"] for r in by_modality.values()) == report["test"]["n_images"]
+
+
+def test_python_predict_api_accepts_task_folder(trained_run, separable):
+    import braintumor
+
+    images = sorted((separable["root"] / "Brain Tumor CT scan Images" / "Healthy").glob("*.png"))[:2]
+    rows = braintumor.predict([str(p) for p in images], model=trained_run.parent)  # newest run
+    assert list(rows["path"]) == [str(p) for p in images]
+    assert (rows["error"] == "").all() and set(rows["model"]) == {f"ct/{trained_run.name}"}

@@ -130,18 +130,9 @@ def cmd_train(args) -> int:
     return 0
 
 
-def resolve_run(path: str) -> Path:
-    """A run folder, or the newest run inside a task folder such as ``models/ct``."""
-    p = Path(path)
-    if p.is_dir() and not (p / "model_card.json").is_file():
-        runs = sorted(d for d in p.iterdir() if (d / "model_card.json").is_file())
-        if runs:
-            return runs[-1]  # run ids start with a timestamp
-    return p
-
-
 def cmd_evaluate(args) -> int:
     from .evaluate import evaluate_run, report_dir
+    from .inference import resolve_run
     from .metrics import format_ci
 
     cfg = _config(args)
@@ -165,7 +156,7 @@ def cmd_evaluate(args) -> int:
 
 
 def cmd_predict(args) -> int:
-    from .predict import Predictor, expand_inputs, write_results
+    from .inference import Predictor, expand_inputs, resolve_run, write_results
 
     paths = expand_inputs(args.paths)
     if not paths:
@@ -174,7 +165,7 @@ def cmd_predict(args) -> int:
     predictor = Predictor.load(resolve_run(args.model))
     df = predictor.predict_paths(paths, batch_size=args.batch_size, progress=not args.no_progress)
     if args.gradcam:
-        from .predict import write_gradcams
+        from .inference import write_gradcams
 
         write_gradcams(predictor, df, args.gradcam)
     if args.out:
@@ -196,6 +187,33 @@ def cmd_results(args) -> int:
         print(f"README.md results table {'updated' if changed else 'already up to date'}")
     else:
         print(results_table(cfg.reports_path))
+    return 0
+
+
+def cmd_audit_shortcuts(args) -> int:
+    from . import plots
+    from .data import locate_dataset
+    from .probes import (ProbeSettings, mitigation_examples, plot_mitigation_examples, plot_probes,
+                         probe_table, run_audit, write_report)
+    from .splits import read_manifest
+
+    cfg = _config(args)
+    settings = ProbeSettings(tasks=tuple(args.tasks), backbone=args.backbone, image_size=args.image_size,
+                             seed=args.seed, n_resamples=args.resamples,
+                             limit_per_class=args.limit_per_class, workers=args.workers)
+    report = run_audit(cfg, settings)
+    out = Path(args.out) if args.out else cfg.reports_path / "audit"
+    _print_table(probe_table(report), "Test accuracy / AUC [95% CI], raw vs crop-mask:")
+    counts = report["text_detection"]["per_class"]
+    print("\nburned-in text detected: " + ", ".join(
+        f"{k} {v['with_text']}/{v['images']}" for k, v in counts.items()))
+    print(f"wrote {write_report(report, out / 'shortcuts.json')}")
+    print(f"wrote {plots.save(plot_probes(report), out / 'shortcuts.png')}")
+    if not args.no_examples:
+        manifest = read_manifest(cfg.manifest_path)
+        test = manifest[(manifest["split"] == "test") & manifest["modality"].isin(["CT", "MRI"])]
+        panels = mitigation_examples(locate_dataset(config=cfg), test, seed=args.seed)
+        print(f"wrote {plots.save(plot_mitigation_examples(panels), out / 'mitigation_examples.png')}")
     return 0
 
 
@@ -274,6 +292,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("audit-shortcuts",
+                       help="shortcut and leakage probes, raw vs crop-mask (reports/audit/shortcuts.*)")
+    add_data_args(p)
+    p.add_argument("--tasks", nargs="+", default=["ct", "mri"], choices=["ct", "mri"])
+    p.add_argument("--backbone", default=Config.backbone, help="frozen feature extractor (default: %(default)s)")
+    p.add_argument("--image-size", type=int, default=Config.image_size)
+    p.add_argument("--seed", type=int, default=Config.seed)
+    p.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples (default: 1000)")
+    p.add_argument("--limit-per-class", type=int, help="at most this many images per split and class (quick run)")
+    p.add_argument("--workers", type=int, help="processes for text detection (default: all cores)")
+    p.add_argument("--split-name", help="manifest name under data/splits/ (default: default)")
+    p.add_argument("--out", help="output folder (default: reports/audit)")
+    p.add_argument("--no-examples", action="store_true", help="skip the mitigation example figure")
+    p.set_defaults(func=cmd_audit_shortcuts)
 
     p = sub.add_parser("results", help="the results table from reports/*/metrics.json")
     p.add_argument("--update-readme", action="store_true", help="rewrite README.md's results block")

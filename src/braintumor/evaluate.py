@@ -20,7 +20,7 @@ from .data import locate_dataset
 from .errors import BrainTumorError
 from .modelcard import read_card, update_card
 from .pipeline import cached_arrays
-from .predict import Predictor
+from .inference import Predictor
 from .splits import read_manifest
 from .tasks import get_task, stratified_subset
 

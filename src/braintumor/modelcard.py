@@ -2,7 +2,7 @@
 
 A run folder (``models/<task>/<run-id>/``) holds everything inference needs — classes in
 output order, image size, preprocessing, decision threshold, temperature — so
-:mod:`braintumor.predict` never imports training code or guesses a setting. The card
+:mod:`braintumor.inference` never imports training code or guesses a setting. The card
 follows the spirit of a MONAI bundle's ``metadata.json``.
 """
 from __future__ import annotations

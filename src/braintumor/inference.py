@@ -38,6 +38,16 @@ def expand_inputs(inputs: list[str | Path]) -> list[Path]:
     return list(dict.fromkeys(out))
 
 
+def resolve_run(path: str | Path) -> Path:
+    """A run folder, or the newest run inside a task folder such as ``models/ct``."""
+    p = Path(path)
+    if p.is_dir() and not (p / "model_card.json").is_file():
+        runs = sorted(d for d in p.iterdir() if (d / "model_card.json").is_file())
+        if runs:
+            return runs[-1]  # run ids start with a timestamp
+    return p
+
+
 def probabilities_from_logits(logits: np.ndarray, temperature: float, binary: bool) -> np.ndarray:
     """Calibrated class probabilities, shape ``(N, K)`` (binary: ``[P(healthy), P(tumor)]``)."""
     z = np.asarray(logits, dtype=np.float64) / temperature
@@ -121,13 +131,14 @@ class Predictor:
 
 
 def predict(inputs, model: str | Path, batch_size: int = 32, progress: bool = False) -> pd.DataFrame:
-    """Predict for files, folders or globs with the model in run folder ``model``."""
+    """Predict for files, folders or globs with the model in run folder ``model``
+    (or ``models/<task>`` for its newest run)."""
     if isinstance(inputs, (str, Path)):
         inputs = [inputs]
     paths = expand_inputs(list(inputs))
     if not paths:
         raise BrainTumorError(f"no image files found in {list(inputs)}")
-    return Predictor.load(model).predict_paths(paths, batch_size=batch_size, progress=progress)
+    return Predictor.load(resolve_run(model)).predict_paths(paths, batch_size=batch_size, progress=progress)
 
 
 def write_results(df: pd.DataFrame, out: str | Path) -> Path:
