@@ -2,7 +2,7 @@
 
 Every image goes through :func:`prepare_image` (decode any mode to RGB, optional
 shortcut-removing preprocessing, aspect-preserving resize with black padding), in
-training, evaluation and :mod:`braintumor.predict` alike. Decoded arrays are cached on
+training, evaluation and :mod:`braintumor.inference` alike. Decoded arrays are cached on
 disk (``data/cache/``, a memory-mapped ``.npy`` per image set), so every epoch after the
 first reads pixels from memory instead of decoding JPEGs; on 2 CPU cores decoding is
 the bottleneck, not the network.
@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
+from .audit import crop_mask
 from .errors import BrainTumorError, ImageReadError
 from .images import load_rgb, resize_pad
 
@@ -29,6 +30,11 @@ PREPROCESSORS: dict[str, Callable[[np.ndarray], np.ndarray]] = {"none": lambda r
 
 def register_preprocessor(name: str, fn: Callable[[np.ndarray], np.ndarray]) -> None:
     PREPROCESSORS[name] = fn
+
+
+# Head crop + overlay-text masking (braintumor.audit); registered here, where the registry
+# lives, so every process that prepares images (training, predict, pool workers) has it.
+register_preprocessor("crop-mask", crop_mask)
 
 
 def get_preprocessor(name: str) -> Callable[[np.ndarray], np.ndarray]:

@@ -1,0 +1,130 @@
+"""Inference on image files through ``Predictor.predict_paths`` vs ``model.predict`` on arrays.
+
+Ours is what ``braintumor predict`` runs per batch of files: read, decode, resize and pad
+each file, batch, ``model.predict``, calibrated probabilities and decisions into a table.
+The floor is the same loaded Keras model's ``predict`` on arrays decoded beforehand, so
+the ratio is the cost of decoding, batching and bookkeeping. Single-image latency is
+measured one file per call (p50 / p95 over many calls, ours and floor interleaved); batch
+throughput over a few hundred test images per run. Image files are in the OS page cache.
+
+With ``--model models/<task>[/<run>]`` a trained model is used; otherwise (and with
+``--smoke``) a throwaway run folder with a randomly initialised classifier of the same
+architecture (speed does not depend on weight values).
+Run: ``python -m benchmarks.inference [--smoke] [--model models/ct]``.
+"""
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+from benchmarks import common
+
+
+def throwaway_run(dest: Path, backbone: str, size: int) -> Path:
+    """A run folder with a random-weight classifier and the minimal model card predict needs."""
+    from braintumor import modelcard
+    from braintumor.backbones import build_backbone
+    from braintumor.training import build_classifier
+
+    features, info = build_backbone(backbone, size, weights=None)
+    run = dest / "ct" / f"benchmark-{backbone}-random"
+    run.mkdir(parents=True)
+    build_classifier(features, 2, size, dropout=0.2).save(run / modelcard.MODEL_NAME)
+    modelcard.write_card(run, {
+        "schema": modelcard.CARD_SCHEMA, "task": "ct", "run_id": run.name,
+        "classes": ["healthy", "tumor"], "image_size": size, "preprocess": "none", "backbone": info,
+        "intended_use": "benchmark only: random weights, predictions are meaningless",
+    })
+    return run
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = common.parser(__doc__.splitlines()[0])
+    p.add_argument("--model", help="run or task folder (default: a throwaway random-weight model)")
+    p.add_argument("--backbone", default="efficientnet_lite0", help="backbone of the throwaway model")
+    p.add_argument("--image-size", type=int, default=224, help="image size of the throwaway model")
+    p.add_argument("--images", type=int, default=256, help="test images per batch-throughput run")
+    p.add_argument("--single", type=int, default=100, help="single-image calls for the latency percentiles")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--seed", type=int, default=0)
+    args = common.parse(p, argv)
+    if args.smoke:
+        args.model, args.backbone, args.image_size = None, "mobilenet_025", 64
+        args.images, args.single, args.batch_size = 8, 4, 4
+
+    import numpy as np
+
+    from braintumor.inference import resolve_run
+    from braintumor.pipeline import load_prepared
+    from braintumor.inference import Predictor
+    from braintumor.tasks import stratified_subset
+
+    root = common.dataset_root(args.data_dir)
+    with tempfile.TemporaryDirectory(prefix="bench-inference-") as tmp:
+        run = resolve_run(args.model) if args.model else throwaway_run(Path(tmp), args.backbone, args.image_size)
+        report = common.start("inference", "Inference: Predictor.predict_paths vs model.predict on arrays",
+                              args, model=str(run), batch_size=args.batch_size)
+        load_seconds, predictor = common.timed(Predictor.load, run)
+        card, model, batch = predictor.card, predictor.model, args.batch_size
+        size = int(card["image_size"])
+        rows = stratified_subset(common.task_rows(card["task"], "test"), -(-args.images // 2), args.seed)
+        paths = [root / p for p in rows["path"]][: args.images]
+        arrays = np.stack([load_prepared(p, size, card["preprocess"]) for p in paths]).astype(np.float32)
+
+        ours = lambda ps: predictor.predict_paths(ps, batch_size=batch, progress=False)  # noqa: E731
+        floor = lambda xs: model.predict(xs, batch_size=batch, verbose=0)  # noqa: E731
+        for warm in (paths[:1], paths[:batch]):  # untimed: traces the predict functions
+            ours(warm)
+        for warm in (arrays[:1], arrays[:batch]):
+            floor(warm)
+
+        direct = lambda xs: model(xs, training=False)  # noqa: E731 - no predict() set-up per call
+        direct(arrays[:1])
+        single_ours, single_floor, single_direct = [], [], []
+        for i in range(args.single):
+            j = i % len(paths)
+            single_ours.append(common.timed(ours, paths[j : j + 1])[0])
+            single_floor.append(common.timed(floor, arrays[j : j + 1])[0])
+            single_direct.append(common.timed(direct, arrays[j : j + 1])[0])
+        batch_ours, batch_floor = [], []
+        for run_i in range(args.runs):
+            batch_ours.append(common.timed(ours, paths)[0])
+            batch_floor.append(common.timed(floor, arrays)[0])
+            print(f"run {run_i + 1}/{args.runs}: predict_paths {batch_ours[-1]:.2f}s, "
+                  f"model.predict {batch_floor[-1]:.2f}s for {len(paths)} images")
+
+    latency = {}
+    for name, values in (("ours", single_ours), ("floor", single_floor), ("direct_call", single_direct)):
+        ms = [1000 * v for v in values]
+        latency[name] = {"p50": common.percentile(ms, 50), "p95": common.percentile(ms, 95), **common.stats(ms)}
+    throughput = {"ours": common.stats(common.rates(len(paths), batch_ours)),
+                  "floor": common.stats(common.rates(len(paths), batch_floor))}
+    report.settings |= {"images": len(paths), "single_calls": args.single, "image_size": size,
+                        "backbone": card.get("backbone", {}).get("name"),
+                        "weights": card.get("backbone", {}).get("weights")}
+    report.results = {"model_load_seconds": load_seconds, "single_image_latency_ms": latency,
+                      "batch_images_per_second": throughput}
+    report.ratios = {
+        "single-image p50 latency, ours / floor": latency["ours"]["p50"] / latency["floor"]["p50"],
+        "batch throughput, floor / ours (time ratio)": common.ratio(throughput["floor"], throughput["ours"]),
+    }
+    report.headers = ["path", "single image p50 / p95 ms (min–max)", f"batch of {batch}: images/s median (min–max)"]
+    for name, label in (("ours", "Predictor.predict_paths (files)"), ("floor", "model.predict (decoded arrays)")):
+        lat = latency[name]
+        report.row(label, f"{lat['p50']:.1f} / {lat['p95']:.1f} ({lat['min']:.1f}–{lat['max']:.1f})",
+                   common.fmt(throughput[name]))
+    lat = latency["direct_call"]
+    report.row("model(x) direct call (arrays, no predict())",
+               f"{lat['p50']:.1f} / {lat['p95']:.1f} ({lat['min']:.1f}–{lat['max']:.1f})", "—")
+    report.notes += [
+        f"Model: {run} ({report.settings['backbone']}, weights {report.settings['weights'] or 'random'}), "
+        f"{size}x{size}; loading it took {load_seconds:.1f} s (once, not in the figures).",
+        f"{args.single} single-image calls; {args.runs} batch runs of {len(paths)} {card['task']} test images.",
+        "The direct-call row shows how much of a single image's latency is model.predict's per-call set-up.",
+    ]
+    common.finish(report, args.out)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

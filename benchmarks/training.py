@@ -1,0 +1,167 @@
+"""Training images/s per backbone: phase 1 (frozen) and phase 2 (fine-tuning), with peak memory.
+
+For each backbone, in a fresh process (so its peak memory is its own), on CT training
+images decoded beforehand:
+
+* phase 1 is what :func:`braintumor.training.train` does with a frozen backbone: one
+  forward pass to the pooled features (``predict`` on the classifier's ``pool`` layer, as
+  :func:`~braintumor.training.extract_features`); the head then trains on those features
+  in seconds, which is not timed here.
+* phase 2 is ``model.fit`` with the top 40% of the backbone unfrozen and BatchNorm kept
+  frozen (:func:`braintumor.backbones.unfreeze_top`), augmentation on, class weights, Adam.
+
+To keep it affordable each run is a fixed number of batches (default 20 batches of 32,
+after 2 untimed warm-up batches that also trace the functions), not a full epoch. ImageNet
+weights are used where this machine has the file, random weights otherwise (the table says
+which); speed does not depend on the weight values. Peak memory is the process's peak
+resident set size after phase 1 and after phase 2.
+Run: ``python -m benchmarks.training [--smoke] [--backbones a,b,...]``.
+"""
+from __future__ import annotations
+
+import math
+import multiprocessing
+import os
+import shutil
+import tempfile
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+from benchmarks import common
+
+BACKBONES = ("efficientnet_lite0", "mobilenet_025", "mobilenet_v2", "efficientnetb0")
+
+
+def seed_keras_home(home: Path) -> Path:
+    """A ``KERAS_HOME`` with the weight files this machine has: Keras' own cache plus the
+    shared MobileNet file (what ``make seed-weights`` copies)."""
+    models = home / "models"
+    models.mkdir(parents=True, exist_ok=True)
+    user = Path(os.environ.get("KERAS_HOME") or Path.home() / ".keras") / "models"
+    for source in (user, common.SHARED_WEIGHTS):
+        for f in sorted(source.glob("*.h5")) if source.is_dir() else []:
+            if not (models / f.name).exists():
+                shutil.copy2(f, models / f.name)
+    return home
+
+
+def measure(name: str, weights: str | None, images: str, labels: str, batch: int, warmup: int,
+            steps: int, runs: int, fraction: float, seed: int, pretrained_dir: str) -> dict:
+    """Phase 1 and phase 2 timings for one backbone (runs in its own process)."""
+    import keras
+    import numpy as np
+
+    from braintumor.backbones import build_backbone, unfreeze_top
+    from braintumor.pipeline import make_dataset
+    from braintumor.tasks import class_weights
+    from braintumor.training import build_classifier
+
+    x, y = np.load(images, mmap_mode="r"), np.load(labels)
+    size = x.shape[1]
+    keras.utils.set_random_seed(seed)
+    backbone, info = build_backbone(name, size, weights, cache_dir=pretrained_dir)
+    backbone.trainable = False
+    model = build_classifier(backbone, 2, size, dropout=0.2)
+
+    # Phase 1: frozen forward pass to pooled features.
+    pool = keras.Model(model.input, model.get_layer("pool").output)
+    features = lambda n: make_dataset(x[:n], y[:n], 2, batch, training=False, seed=0).map(lambda a, _: a)  # noqa: E731
+    pool.predict(features(warmup * batch), verbose=0)
+    timed_input = features(steps * batch)
+    phase1 = [common.timed(pool.predict, timed_input, verbose=0)[0] for _ in range(runs)]
+    rss1 = common.peak_rss_mb()
+
+    # Phase 2: fine-tune the top of the backbone end to end on augmented batches.
+    unfrozen = unfreeze_top(backbone, fraction)
+    model.compile(optimizer=keras.optimizers.Adam(1e-4), loss=keras.losses.BinaryCrossentropy(),
+                  metrics=[keras.metrics.BinaryAccuracy(name="accuracy"), keras.metrics.AUC(name="auc")])
+    train = make_dataset(x, y, 2, batch, training=True, seed=seed).repeat()
+    weights_by_class = class_weights(y, 2)
+    fit = lambda n: model.fit(train, epochs=1, steps_per_epoch=n, class_weight=weights_by_class, verbose=0)  # noqa: E731
+    fit(warmup)
+    phase2 = [common.timed(fit, steps)[0] for _ in range(runs)]
+    return {"backbone": name, "weights": weights, "weight_source": info.get("weight_source"),
+            "image_size": size, "finetuned_layers": unfrozen,
+            "phase1_seconds": phase1, "phase2_seconds": phase2,
+            "peak_rss_mb_phase1": rss1, "peak_rss_mb_phase2": common.peak_rss_mb()}
+
+
+def in_own_process(fn, **kwargs):
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        return pool.submit(fn, **kwargs).result()
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = common.parser(__doc__.splitlines()[0])
+    p.add_argument("--backbones", default=",".join(BACKBONES), help="comma-separated registry names")
+    p.add_argument("--image-size", type=int, default=224)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--steps", type=int, default=20, help="timed batches per run")
+    p.add_argument("--warmup", type=int, default=2, help="untimed batches first")
+    p.add_argument("--finetune-fraction", type=float, default=0.4)
+    p.add_argument("--random-weights", action="store_true", help="random weights for every backbone")
+    p.add_argument("--seed", type=int, default=1337)
+    args = common.parse(p, argv)
+    if args.smoke:
+        args.backbones, args.image_size, args.batch_size = "mobilenet_025", 64, 4
+        args.steps, args.warmup, args.random_weights = 2, 1, True
+    names = [b.strip() for b in args.backbones.split(",") if b.strip()]
+
+    import numpy as np
+
+    from braintumor.backbones import weights_available_offline
+    from braintumor.config import Config
+    from braintumor.pipeline import cached_arrays
+    from braintumor.tasks import stratified_subset
+
+    batch, n = args.batch_size, (args.warmup + args.steps) * args.batch_size
+    report = common.start("training", "Training: images/s per backbone, phase 1 (frozen) and phase 2 (fine-tune)",
+                          args, image_size=args.image_size, batch_size=batch, timed_steps=args.steps,
+                          warmup_steps=args.warmup, finetune_fraction=args.finetune_fraction,
+                          backbones=names)
+    root = common.dataset_root(args.data_dir)
+    rows = stratified_subset(common.task_rows("ct", "train"), math.ceil(n / 2), args.seed).iloc[:n]
+    results = []
+    with tempfile.TemporaryDirectory(prefix="bench-training-") as tmp:
+        tmp = Path(tmp)
+        np.save(tmp / "images.npy", cached_arrays(root, rows, args.image_size, "none", None, progress=False))
+        np.save(tmp / "labels.npy", rows["y"].to_numpy())
+        with common.environ(KERAS_HOME=str(seed_keras_home(tmp / "keras"))):
+            for name in names:
+                if args.random_weights:
+                    weights, label = None, "random (requested)"
+                elif weights_available_offline(name):
+                    weights, label = "imagenet", "ImageNet"
+                else:
+                    weights, label = None, "random (no ImageNet file on this machine)"
+                print(f"{name}: {label} weights ...", flush=True)
+                results.append({"weights_label": label} | in_own_process(
+                    measure, name=name, weights=weights, images=str(tmp / "images.npy"),
+                    labels=str(tmp / "labels.npy"), batch=batch, warmup=args.warmup, steps=args.steps,
+                    runs=args.runs, fraction=args.finetune_fraction, seed=args.seed,
+                    pretrained_dir=str(Config().pretrained_path)))
+
+    timed_images = args.steps * batch
+    report.headers = ["backbone", "weights", "phase 1 images/s (frozen)", "phase 2 images/s (fine-tune)",
+                      "phase 2 / phase 1", "peak RSS MB (phase 1 / 1+2)", "fine-tuned layers"]
+    for r in results:
+        r["phase1_images_per_second"] = common.stats(common.rates(timed_images, r["phase1_seconds"]))
+        r["phase2_images_per_second"] = common.stats(common.rates(timed_images, r["phase2_seconds"]))
+        report.row(r["backbone"], r["weights_label"],
+                   common.fmt(r["phase1_images_per_second"]), common.fmt(r["phase2_images_per_second"]),
+                   f"{common.ratio(r['phase2_images_per_second'], r['phase1_images_per_second']):.2f}x",
+                   f"{r['peak_rss_mb_phase1']:.0f} / {r['peak_rss_mb_phase2']:.0f}", r["finetuned_layers"])
+    report.results = {"backbones": results}
+    report.notes += [
+        f"Each run: {args.steps} batches of {batch} at {args.image_size}x{args.image_size} after "
+        f"{args.warmup} warm-up batches (not a full epoch); {args.runs} runs; each backbone in a fresh process.",
+        "Phase 1 = frozen backbone forward pass to pooled features (as training.py extracts them once); "
+        f"phase 2 = model.fit with the top {args.finetune_fraction:.0%} of backbone layers unfrozen, "
+        "BatchNorm frozen, augmentation on.",
+    ]
+    common.finish(report, args.out)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
