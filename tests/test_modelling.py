@@ -198,13 +198,22 @@ def test_gradcam_depends_on_the_trained_head(trained_run, separable):
     assert trained.shape == (6, SIZE, SIZE) and trained.min() >= 0 and trained.max() <= 1
     dense = model.get_layer("logits")
     kernel, bias = dense.get_weights()
+
+    def rank_correlations(other):
+        # A map with no evidence left (all zero) shares no ranking with the trained one: 0.
+        return [0.0 if np.ptp(b) == 0 or np.ptp(a) == 0 else spearmanr(a.ravel(), b.ravel())[0]
+                for a, b in zip(trained, other)]
+
+    # Reversing the head's evidence must move the map off the regions it highlighted.
+    dense.set_weights([-kernel, bias])
+    assert np.median(rank_correlations(gradcam(model, images, class_index=1))) < 0.5
+    # A randomised head (Adebayo et al.'s cascading check, at the last layer) changes the map.
     correlations = []
-    for seed in range(3):
+    for seed in range(5):
         rng = np.random.default_rng(seed)
         dense.set_weights([rng.normal(0, kernel.std() + 1e-3, kernel.shape).astype(kernel.dtype), bias])
-        randomised = gradcam(model, images, class_index=1)
-        correlations += [spearmanr(a.ravel(), b.ravel())[0] for a, b in zip(trained, randomised)]
-    assert np.nanmedian(correlations) < 0.8
+        correlations += rank_correlations(gradcam(model, images, class_index=1))
+    assert np.mean(correlations) < 0.95
 
 
 def test_multiclass_subtype_task_trains_and_evaluates(separable):
