@@ -58,7 +58,10 @@ PROBE_TITLES = {
     "permutation": "7 label permutation",
     "leakage": "8 leakage: random image split",
 }
-FEATURE_VERSION = "v3"  # bump when a variant or feature definition changes: invalidates caches
+# Bump when a representation (FEATURE_VERSION) or the text detector's verdict
+# (TEXT_DETECTION_VERSION) changes: the cached results are then recomputed.
+FEATURE_VERSION = "v3"
+TEXT_DETECTION_VERSION = "v1"
 
 
 @dataclass(frozen=True)
@@ -178,8 +181,8 @@ def _feature_model(backbone: str, image_size: int):
     return _MODELS[key]
 
 
-def _cache_key(rows: pd.DataFrame, *parts) -> str:
-    text = "\n".join(rows["sha256"]) + "\n" + "\n".join(map(str, (*parts, FEATURE_VERSION)))
+def _cache_key(rows: pd.DataFrame, *parts, version: str = FEATURE_VERSION) -> str:
+    text = "\n".join(rows["sha256"]) + "\n" + "\n".join(map(str, (*parts, version)))
     return hashlib.sha256(text.encode()).hexdigest()[:20]
 
 
@@ -276,7 +279,8 @@ def text_detection(root: Path, rows: pd.DataFrame, cache_dir: Path | None, worke
 
     Runs :func:`braintumor.audit.scan_glyphs` on the decoded originals; cached by SHA-256.
     """
-    cache = cache_dir / f"text-detection-{_cache_key(rows, 'text')}.parquet" if cache_dir else None
+    key = _cache_key(rows, "text", version=TEXT_DETECTION_VERSION)
+    cache = cache_dir / f"text-detection-{key}.parquet" if cache_dir else None
     if cache is not None and cache.is_file():
         return pd.read_parquet(cache)
     paths = [str(Path(root) / p) for p in rows["path"]]
