@@ -13,7 +13,7 @@ TASKS ?= ct mri
 # CPU-sized schedule (about 20 minutes per task on 2 cores); raise on a GPU.
 TRAIN_ARGS ?= --epochs-finetune 4
 
-.PHONY: install test reproduce index split train notebook seed-weights clean-cache
+.PHONY: install test reproduce index split train notebook bench seed-weights clean-cache
 
 $(VENV)/.installed: requirements.txt pyproject.toml
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
@@ -40,7 +40,10 @@ split: install
 train: install seed-weights
 	for t in $(TASKS); do $(VENV)/bin/braintumor train --task $$t $(TRAIN_ARGS) || exit 1; done
 
-# The whole study: audit the data, check the committed split, train and evaluate each task.
+# The whole study, headless: audit the data, check the committed split, train and evaluate
+# raw-image CT and MRI models (the "before" of the shortcut comparison), run the shortcut
+# audit, then execute the notebook (crop-masked models for every task, evaluation, figures)
+# and regenerate README's results table. About 3 hours on a 2-core CPU.
 reproduce: install seed-weights
 	$(VENV)/bin/braintumor index
 	$(VENV)/bin/braintumor audit-duplicates
@@ -48,11 +51,19 @@ reproduce: install seed-weights
 	for t in $(TASKS); do \
 	  $(VENV)/bin/braintumor train --task $$t $(TRAIN_ARGS) && \
 	  $(VENV)/bin/braintumor evaluate --model models/$$t || exit 1; done
+	$(VENV)/bin/braintumor audit-shortcuts
+	$(MAKE) notebook
 
 # Execute the study notebook headless, in place (QUICK=1 for the few-minute smoke version).
 notebook: install seed-weights
 	$(VENV)/bin/papermill notebook.ipynb $(if $(QUICK),/tmp/notebook-quick.ipynb -p QUICK True,notebook.ipynb) -k python3
 	$(VENV)/bin/braintumor results --update-readme
+
+# Benchmarks (issue: how fast, against the obvious alternative); tables to stdout, JSON to
+# reports/benchmarks/. Run on an otherwise idle machine. BENCH_ARGS=--smoke for a quick check.
+BENCHMARKS ?= input_pipeline index_build training inference
+bench: install seed-weights
+	for b in $(BENCHMARKS); do $(PY) -m benchmarks.$$b $(BENCH_ARGS) || exit 1; done
 
 clean-cache:
 	rm -rf data/cache

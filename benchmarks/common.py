@@ -23,6 +23,8 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's start-up chatter out of tables
 
+from braintumor.modelcard import cpu_model  # noqa: E402
+
 REPO = Path(__file__).resolve().parents[1]
 MANIFEST = REPO / "data" / "splits" / "default.csv"
 REPORTS = REPO / "reports" / "benchmarks"
@@ -143,16 +145,6 @@ def peak_rss_mb() -> float:
 
 # -- the machine ----------------------------------------------------------------------------
 
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def _version(package: str) -> str | None:
     try:
         return metadata.version(package)
@@ -167,7 +159,7 @@ def machine() -> dict:
 
     usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     return {
-        "cpu": _cpu_model(),
+        "cpu": cpu_model(),
         "logical_cores": os.cpu_count(),
         "usable_cores": usable,
         "ram_gb": round(psutil.virtual_memory().total / 2**30, 1),

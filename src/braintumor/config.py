@@ -109,6 +109,15 @@ class Config:
         return cls(**d)
 
 
+def result_name(task: str, preprocess: str = "none") -> str:
+    """Folder name of a task's runs and reports: ``ct`` for raw images, ``ct-crop-mask`` else.
+
+    Raw and mitigated models of one task live apart, so ``--model models/ct`` never picks a
+    model trained on different preprocessing just because it is newer.
+    """
+    return task if preprocess in ("none", "", None) else f"{task}-{preprocess}"
+
+
 def scratch_root(source: Config | None = None) -> Path:
     """A temporary project folder for smoke runs (notebook QUICK mode, tests).
 

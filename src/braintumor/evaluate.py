@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from . import metrics, plots
-from .config import Config
+from .config import Config, result_name
 from .data import locate_dataset
 from .errors import BrainTumorError
 from .modelcard import read_card, update_card
@@ -27,8 +27,7 @@ from .tasks import get_task, stratified_subset
 
 def report_dir(config: Config, card: dict) -> Path:
     """``reports/<task>/`` for raw-image models, ``reports/<task>-<preprocess>/`` otherwise."""
-    suffix = "" if card["preprocess"] == "none" else f"-{card['preprocess']}"
-    return config.reports_path / f"{card['task']}{suffix}"
+    return config.reports_path / result_name(card["task"], card["preprocess"])
 
 
 def _split_rows(task, manifest, split: str, card: dict) -> pd.DataFrame:
@@ -96,6 +95,7 @@ def evaluate_run(run_dir: str | Path, config: Config | None = None, rule: str = 
         "backbone": card["backbone"].get("name"), "weights": card["backbone"].get("weights"),
         "preprocess": prep, "image_size": size,
         "quick": bool(card.get("training", {}).get("config", {}).get("quick")),
+        "schedule": training_schedule(card),
         "calibration": {
             "temperature": temperature,
             "val_ece_before": metrics.expected_calibration_error(y_val, p_val_raw),
@@ -181,8 +181,25 @@ def gradcam_grid(predictor: Predictor, x_test: np.ndarray, rows: pd.DataFrame, p
 README_START, README_END = "<!-- results:start -->", "<!-- results:end -->"
 
 
-def results_table(reports_path: str | Path) -> str:
+def training_schedule(card: dict) -> str:
+    """How a run was trained, in a few words: image size, epochs run, fine-tuning rate."""
+    training = card.get("training", {})
+    cfg, run = training.get("config", {}), training.get("epochs_run", {})
+    return (f"{card.get('image_size', cfg.get('image_size'))} px, head {run.get('frozen', '?')} + "
+            f"fine-tune {run.get('finetune', '?')} ep, lr {cfg.get('lr_finetune', '?'):g}")
+
+
+def _schedule(report: dict, models_path: Path) -> str:
+    """The report's schedule; reports written before it was recorded read the model card."""
+    if report.get("schedule"):
+        return report["schedule"]
+    card = models_path / result_name(report["task"], report["preprocess"]) / report["run_id"] / "model_card.json"
+    return training_schedule(json.loads(card.read_text())) if card.is_file() else "—"
+
+
+def results_table(reports_path: str | Path, models_path: str | Path | None = None) -> str:
     """A Markdown table of every ``reports/*/metrics.json`` (test split, 95% group-bootstrap CIs)."""
+    models_path = Path(models_path) if models_path else Path(reports_path).parent / "models"
     rows = []
     for path in sorted(Path(reports_path).glob("*/metrics.json")):
         r = json.loads(path.read_text())
@@ -196,14 +213,15 @@ def results_table(reports_path: str | Path) -> str:
 
         thr = r["threshold"]["threshold"] if r.get("threshold") else None
         rows.append(
-            f"| {r['task']} | {r['preprocess']} | {r['backbone']} | {r['test']['n_images']} "
+            f"| {r['task']} | {r['preprocess']} | {r['backbone']} | {_schedule(r, models_path)} "
+            f"| {r['test']['n_images']} "
             f"({r['test']['n_groups']}) | {ci('accuracy')} | {ci('sensitivity')} | {ci('specificity')} "
             f"| {ci('roc_auc') if 'roc_auc' in m else ci('macro_auc_ovr')} "
             f"| {r['calibration']['test_ece_before']:.3f} → {r['calibration']['test_ece_after']:.3f} "
             f"| {'—' if thr is None else f'{thr:.3f}'} |")
-    header = ("| task | preprocessing | backbone | test images (groups) | accuracy | sensitivity | "
-              "specificity | AUC | ECE raw → calibrated | threshold |\n"
-              "|---|---|---|---|---|---|---|---|---|---|")
+    header = ("| task | preprocessing | backbone | training | test images (groups) | accuracy | "
+              "sensitivity | specificity | AUC | ECE raw → calibrated | threshold |\n"
+              "|---|---|---|---|---|---|---|---|---|---|---|")
     return "\n".join([header, *rows]) if rows else "_No evaluated runs yet._"
 
 

@@ -157,10 +157,13 @@ def backbone_features(images: np.ndarray, backbone: str, image_size: int, batch_
     """Global-average-pooled features of a frozen ImageNet backbone, ``(N, channels)``."""
     model = _feature_model(backbone, image_size)
     out = []
-    for start in tqdm(range(0, len(images), batch_size), desc=f"{backbone} features",
-                      disable=not progress, unit="batch"):
-        batch = np.asarray(images[start:start + batch_size], dtype=np.float32)
-        out.append(np.asarray(model(batch, training=False)))
+    # model.predict runs a compiled graph (grappler folds BatchNorm into the convolutions):
+    # about 1.5x the throughput of calling the model eagerly on this 2-core CPU.
+    chunk = batch_size * 8
+    for start in tqdm(range(0, len(images), chunk), desc=f"{backbone} features",
+                      disable=not progress, unit="chunk"):
+        batch = np.asarray(images[start:start + chunk], dtype=np.float32)
+        out.append(np.asarray(model.predict(batch, batch_size=batch_size, verbose=0)))
     return np.concatenate(out) if out else np.zeros((0, 0), dtype=np.float32)
 
 

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from . import modelcard
-from .config import Config
+from .config import Config, result_name
 from .data import locate_dataset
 from .index import dataset_fingerprint
 from .pipeline import cached_arrays, make_dataset
@@ -176,7 +176,7 @@ def train(config: Config, data: TrainingData | None = None, verbose: int = 1) ->
     data = data or load_training_data(config, progress=verbose > 0)
     task, n_classes = data.task, len(data.task.classes)
     y_train, y_val = data.train_rows["y"].to_numpy(), data.val_rows["y"].to_numpy()
-    run_dir = config.models_path / task.name / new_run_id(config)
+    run_dir = config.models_path / result_name(task.name, config.preprocess) / new_run_id(config)
     run_dir.mkdir(parents=True, exist_ok=True)
 
     strategy = distribution_strategy()
