@@ -64,6 +64,7 @@ notebook: install seed-weights
 BENCHMARKS ?= input_pipeline index_build training inference
 bench: install seed-weights
 	for b in $(BENCHMARKS); do $(PY) -m benchmarks.$$b $(BENCH_ARGS) || exit 1; done
+	$(if $(findstring --smoke,$(BENCH_ARGS)),,$(PY) -m benchmarks.readme)
 
 clean-cache:
 	rm -rf data/cache

@@ -178,7 +178,6 @@ def gradcam_grid(predictor: Predictor, x_test: np.ndarray, rows: pd.DataFrame, p
     return plots.image_grid(shown, titles, ncols=4)
 
 
-README_START, README_END = "<!-- results:start -->", "<!-- results:end -->"
 
 
 def training_schedule(card: dict) -> str:
@@ -225,14 +224,37 @@ def results_table(reports_path: str | Path, models_path: str | Path | None = Non
     return "\n".join([header, *rows]) if rows else "_No evaluated runs yet._"
 
 
+def replace_block(text: str, name: str, content: str, where: str = "README.md") -> str:
+    """``text`` with the lines between ``<!-- name:start -->`` and ``<!-- name:end -->`` replaced."""
+    start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
+    if start not in text or end not in text:
+        raise BrainTumorError(f"{where}: no {start} … {end} block to fill")
+    head, rest = text.split(start, 1)
+    _, tail = rest.split(end, 1)
+    return f"{head}{start}\n{content}\n{end}{tail}"
+
+
+def shortcut_table(report_path: str | Path) -> str:
+    """The shortcut audit (``reports/audit/shortcuts.json``) as a Markdown table."""
+    from .probes import probe_table
+
+    path = Path(report_path)
+    if not path.is_file():
+        return "_No shortcut audit yet: run `braintumor audit-shortcuts`._"
+    table = probe_table(json.loads(path.read_text()))
+    header = "| " + " | ".join(table.columns) + " |\n|" + "---|" * len(table.columns)
+    rows = ["| " + " | ".join(str(v) if v else "—" for v in row) + " |" for row in table.itertuples(index=False)]
+    return "\n".join([header, *rows])
+
+
 def update_readme(readme: str | Path, reports_path: str | Path) -> bool:
-    """Replace the README's results block with :func:`results_table`; True if it changed."""
-    readme = Path(readme)
+    """Fill the README's generated blocks — ``results`` (:func:`results_table`) and, when the
+    README has one, ``shortcuts`` (:func:`shortcut_table`); True if anything changed."""
+    readme, reports_path = Path(readme), Path(reports_path)
     text = readme.read_text()
-    if README_START not in text or README_END not in text:
-        raise BrainTumorError(f"{readme}: no {README_START} … {README_END} block to fill")
-    head, rest = text.split(README_START, 1)
-    _, tail = rest.split(README_END, 1)
-    new = f"{head}{README_START}\n{results_table(reports_path)}\n{README_END}{tail}"
+    new = replace_block(text, "results", results_table(reports_path), str(readme))
+    if "<!-- shortcuts:start -->" in new:
+        new = replace_block(new, "shortcuts", shortcut_table(reports_path / "audit" / "shortcuts.json"),
+                            str(readme))
     readme.write_text(new)
     return new != text

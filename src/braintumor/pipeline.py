@@ -120,22 +120,10 @@ def cached_arrays(root: str | Path, rows: pd.DataFrame, size: int, preprocess: s
 
 
 def augmentation_layers(seed: int, strength: float = 1.0):
-    """The training augmentation as a Keras ``Sequential`` of preprocessing layers.
+    """The training augmentation (:func:`braintumor.augment.augmentation_layers`)."""
+    from .augment import augmentation_layers as layers
 
-    Mild on purpose: slices are already centred and scaled by the scanner; horizontal
-    flips are anatomically plausible (left/right hemispheres), vertical ones are not.
-    """
-    import keras
-
-    s = strength
-    return keras.Sequential([
-        keras.layers.RandomFlip("horizontal", seed=seed),
-        keras.layers.RandomRotation(0.04 * s, fill_mode="constant", seed=seed + 1),
-        keras.layers.RandomZoom(0.10 * s, fill_mode="constant", seed=seed + 2),
-        keras.layers.RandomTranslation(0.05 * s, 0.05 * s, fill_mode="constant", seed=seed + 3),
-        keras.layers.RandomContrast(0.15 * s, seed=seed + 4),
-        keras.layers.RandomBrightness(0.10 * s, value_range=(0.0, 255.0), seed=seed + 5),
-    ], name="augmentation")
+    return layers(seed, strength)
 
 
 def make_dataset(images: np.ndarray, y: np.ndarray, n_classes: int, batch_size: int,
