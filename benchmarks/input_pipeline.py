@@ -84,6 +84,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--cached-epochs", type=int, default=1, help="epochs after the first, per run")
     p.add_argument("--seed", type=int, default=1337)
+    p.add_argument("--images", type=int, default=None,
+                   help="a stratified subset of this many CT training images (default: all 3,230)")
     args = common.parse(p, argv)
     if args.smoke:
         args.image_size, args.batch_size, args.cached_epochs = 64, 4, 1
@@ -94,10 +96,12 @@ def main(argv: list[str] | None = None) -> int:
     rows = common.task_rows("ct", "train")
     if args.smoke:
         rows = stratified_subset(rows, 4, args.seed)
+    elif args.images:
+        rows = stratified_subset(rows, max(1, args.images // 2), args.seed)
     size, batch, seed, epochs = args.image_size, args.batch_size, args.seed, 1 + args.cached_epochs
     report = common.start("input_pipeline", "Input pipeline: augmented training batches, images/s", args,
                           image_size=size, batch_size=batch, images=len(rows), cached_epochs_per_run=args.cached_epochs,
-                          rows="CT train rows of data/splits/default.csv", seed=seed)
+                          rows="CT train rows of data/splits/default.csv" + (f" (stratified subset)" if args.images else ""), seed=seed)
 
     times: dict[str, list[float]] = {k: [] for k in (
         "ours_cold_first", "ours_warm_first", "ours_cached", "ours_cached_no_aug",

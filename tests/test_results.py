@@ -59,7 +59,8 @@ def shortcut_report() -> dict:
     probe = {"accuracy": ci(0.95, 0.93, 0.97), "roc_auc": ci(0.99, 0.98, 1.0)}
     raw = {name: probe for name in PROBE_TITLES}
     mitigated = {name: probe for name in PROBE_TITLES if name not in ("permutation", "leakage")}
-    return {"tasks": {"ct": {"raw": raw, "mitigated": mitigated}}}
+    return {"tasks": {"ct": {"raw": raw, "mitigated": mitigated}},
+            "text_detection": {"per_class": {"CT tumor": {"images": 2318, "with_text": 1500}}}}
 
 
 def test_update_readme_fills_both_blocks_and_keeps_the_rest(tmp_path):
@@ -75,6 +76,7 @@ def test_update_readme_fills_both_blocks_and_keeps_the_rest(tmp_path):
     assert "STALE" not in text
     assert "| ct | 1 full image | 0.950 [0.930, 0.970] |" in text
     assert "| ct | 7 label permutation |" in text and "| — | — |" in text  # no mitigated permutation
+    assert "CT tumor 1,500 of 2,318" in text
     assert update_readme(readme, reports) is False  # idempotent
 
 

@@ -241,10 +241,14 @@ def shortcut_table(report_path: str | Path) -> str:
     path = Path(report_path)
     if not path.is_file():
         return "_No shortcut audit yet: run `braintumor audit-shortcuts`._"
-    table = probe_table(json.loads(path.read_text()))
+    report = json.loads(path.read_text())
+    table = probe_table(report)
     header = "| " + " | ".join(table.columns) + " |\n|" + "---|" * len(table.columns)
     rows = ["| " + " | ".join(str(v) if v else "—" for v in row) + " |" for row in table.itertuples(index=False)]
-    return "\n".join([header, *rows])
+    counts = report.get("text_detection", {}).get("per_class", {})
+    text = ("\n\nBurned-in text detected on the original images: " + ", ".join(
+        f"{name} {c['with_text']:,} of {c['images']:,}" for name, c in counts.items()) + ".") if counts else ""
+    return "\n".join([header, *rows]) + text
 
 
 def update_readme(readme: str | Path, reports_path: str | Path) -> bool:

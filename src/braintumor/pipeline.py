@@ -25,7 +25,11 @@ from .images import load_rgb, resize_pad
 
 # Preprocessing applied to the decoded image before resizing. Models record the name in
 # their model card, so predict serves images exactly as the model was trained on them.
-PREPROCESSORS: dict[str, Callable[[np.ndarray], np.ndarray]] = {"none": lambda rgb: rgb}
+def _unchanged(rgb: np.ndarray) -> np.ndarray:
+    return rgb
+
+
+PREPROCESSORS: dict[str, Callable[[np.ndarray], np.ndarray]] = {"none": _unchanged}
 
 
 def register_preprocessor(name: str, fn: Callable[[np.ndarray], np.ndarray]) -> None:
@@ -145,10 +149,17 @@ def make_dataset(images: np.ndarray, y: np.ndarray, n_classes: int, batch_size: 
     if training:
         ds = ds.shuffle(len(y), seed=seed, reshuffle_each_iteration=True)
     ds = ds.batch(batch_size)
-    ds = ds.map(lambda idx: (tf.cast(tf.gather(images_t, idx), tf.float32), tf.gather(labels_t, idx)),
-                num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    # Named functions, not lambdas: AutoGraph cannot parse a lambda that shares its source
+    # line with another one, and says so loudly on every dataset it builds.
+    def gather(idx):
+        return tf.cast(tf.gather(images_t, idx), tf.float32), tf.gather(labels_t, idx)
+
+    ds = ds.map(gather, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     if training and augment:
         aug = augmentation_layers(seed)
-        ds = ds.map(lambda x, t: (tf.clip_by_value(aug(x, training=True), 0.0, 255.0), t),
-                    num_parallel_calls=tf.data.AUTOTUNE)
+
+        def augment_batch(x, t):
+            return tf.clip_by_value(aug(x, training=True), 0.0, 255.0), t
+
+        ds = ds.map(augment_batch, num_parallel_calls=tf.data.AUTOTUNE)
     return ds.prefetch(tf.data.AUTOTUNE)

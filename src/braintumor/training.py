@@ -107,13 +107,18 @@ def _callbacks(run_dir: Path, patience: int):
     ]
 
 
+def images_only(x, _labels):
+    """Drop the labels of an ``(images, labels)`` dataset element."""
+    return x
+
+
 def extract_features(model, images: np.ndarray, batch_size: int, verbose: int = 0) -> np.ndarray:
     """Pooled backbone features of ``images`` through a built classifier."""
     import keras
 
     pool = keras.Model(model.input, model.get_layer("pool").output)
     ds = make_dataset(images, np.zeros(len(images), int), 2, batch_size, training=False, seed=0)
-    return pool.predict(ds.map(lambda x, _: x), verbose=verbose)
+    return pool.predict(ds.map(images_only), verbose=verbose)
 
 
 def train_head_on_features(model, f_train, y_train, f_val, y_val, n_classes: int, config: Config,
@@ -218,7 +223,7 @@ def train(config: Config, data: TrainingData | None = None, verbose: int = 1) ->
     (run_dir / "checkpoint.keras").unlink(missing_ok=True)  # the final model is the best one
 
     val_ds = make_dataset(data.x_val, y_val, n_classes, config.batch_size, training=False, seed=0)
-    probs = model.predict(val_ds.map(lambda x, _: x), verbose=0)
+    probs = model.predict(val_ds.map(images_only), verbose=0)
     val_summary = validation_summary(task, y_val, probs)
     model.save(run_dir / modelcard.MODEL_NAME)
     history = write_history(run_dir, h1, h2)
