@@ -5,11 +5,13 @@ import json
 import sys
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pytest
 
 from braintumor.errors import BrainTumorError
 from braintumor.evaluate import replace_block, results_table, shortcut_table, update_readme
-from braintumor.probes import PROBE_TITLES
+from braintumor.probes import PROBE_TITLES, ProbeSettings, permutation_control
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `import benchmarks` from the checkout
 
@@ -58,6 +60,12 @@ def test_results_table_reads_the_schedule_from_the_model_card_of_older_reports(t
 def shortcut_report() -> dict:
     probe = {"accuracy": ci(0.95, 0.93, 0.97), "roc_auc": ci(0.99, 0.98, 1.0)}
     raw = {name: probe for name in PROBE_TITLES}
+    # The real control's shape (it carries extra keys: interval, single permutations).
+    y = np.repeat([0, 1], 60)
+    rows = pd.DataFrame({"path": [f"img{i}" for i in range(120)], "y": y, "group": [f"g{i}" for i in range(120)],
+                         "split": np.tile(np.array(["train"] * 30 + ["val"] * 15 + ["test"] * 15), 2)})
+    features = np.random.default_rng(0).normal(size=(120, 5)) + y[:, None]
+    raw["permutation"] = permutation_control(features, rows, ProbeSettings(n_resamples=50, c_grid=(1.0,)))
     mitigated = {name: probe for name in PROBE_TITLES if name not in ("permutation", "leakage")}
     return {"tasks": {"ct": {"raw": raw, "mitigated": mitigated}},
             "text_detection": {"per_class": {"CT tumor": {"images": 2318, "with_text": 1500}}}}

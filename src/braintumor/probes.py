@@ -269,10 +269,10 @@ def permutation_control(x: np.ndarray, rows: pd.DataFrame, settings: ProbeSettin
     out: dict = {}
     for metric in ("accuracy", "balanced_accuracy", "roc_auc"):
         values = [r[metric]["value"] for r in runs]
-        out[metric] = {"value": float(np.mean(values)), "low": float(min(values)), "high": float(max(values)),
-                       "interval": f"range over {len(runs)} permutations"}
+        out[metric] = {"value": float(np.mean(values)), "low": float(min(values)), "high": float(max(values))}
     keep = ("n_test", "n_test_groups", "chance_accuracy", "n_train", "n_val", "n_features")
-    return {**out, **{k: runs[0][k] for k in keep}, "permutations": runs}
+    return {**out, **{k: runs[0][k] for k in keep}, "interval": f"range over {len(runs)} permutations",
+            "permutations": runs}
 
 
 def random_split_like(rows: pd.DataFrame, seed: int) -> pd.Series:
