@@ -58,7 +58,7 @@ def test_results_table_reads_the_schedule_from_the_model_card_of_older_reports(t
 
 
 def shortcut_report() -> dict:
-    probe = {"accuracy": ci(0.95, 0.93, 0.97), "roc_auc": ci(0.99, 0.98, 1.0)}
+    probe = {"accuracy": ci(0.95, 0.93, 0.97), "roc_auc": ci(0.99, 0.98, 1.0), "chance_accuracy": 0.6}
     raw = {name: probe for name in PROBE_TITLES}
     # The real control's shape (it carries extra keys: interval, single permutations).
     y = np.repeat([0, 1], 60)
@@ -85,6 +85,7 @@ def test_update_readme_fills_both_blocks_and_keeps_the_rest(tmp_path):
     assert "| ct | 1 full image | 0.950 [0.930, 0.970] |" in text
     assert "| ct | 7 label permutation |" in text and "| — | — |" in text  # no mitigated permutation
     assert "CT tumor 1,500 of 2,318" in text
+    assert "majority-class share of each test split): ct 0.600." in text
     assert update_readme(readme, reports) is False  # idempotent
 
 

@@ -245,10 +245,14 @@ def shortcut_table(report_path: str | Path) -> str:
     table = probe_table(report)
     header = "| " + " | ".join(table.columns) + " |\n|" + "---|" * len(table.columns)
     rows = ["| " + " | ".join(str(v) if v else "—" for v in row) + " |" for row in table.itertuples(index=False)]
+    chance = {task: r["raw"]["full"].get("chance_accuracy") for task, r in report["tasks"].items()}
+    chance_line = ("\n\nChance level (majority-class share of each test split): " + ", ".join(
+        f"{task} {value:.3f}" for task, value in chance.items() if value is not None) + ".") \
+        if any(v is not None for v in chance.values()) else ""
     counts = report.get("text_detection", {}).get("per_class", {})
     text = ("\n\nBurned-in text detected on the original images: " + ", ".join(
         f"{name} {c['with_text']:,} of {c['images']:,}" for name, c in counts.items()) + ".") if counts else ""
-    return "\n".join([header, *rows]) + text
+    return "\n".join([header, *rows]) + chance_line + text
 
 
 def update_readme(readme: str | Path, reports_path: str | Path) -> bool:
