@@ -57,6 +57,7 @@ reproduce: install seed-weights
 # Execute the study notebook headless, in place (QUICK=1 for the few-minute smoke version).
 notebook: install seed-weights
 	$(VENV)/bin/papermill notebook.ipynb $(if $(QUICK),/tmp/notebook-quick.ipynb -p QUICK True,notebook.ipynb) -k python3
+	$(if $(QUICK),,$(PY) -c "from braintumor.plots import compact_notebook_images as c; print(c('notebook.ipynb'))")
 	$(VENV)/bin/braintumor results --update-readme
 
 # Benchmarks: each against the obvious alternative, tables to stdout, JSON to

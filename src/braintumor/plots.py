@@ -97,3 +97,37 @@ def image_grid(images, titles, ncols: int = 4, size: float = 2.6):
         ax.set_title(t, fontsize=8)
     fig.tight_layout()
     return fig
+
+
+def compact_notebook_images(path: str | Path, colours: int = 128, max_width: int = 900) -> tuple[int, int]:
+    """Re-encode a notebook's embedded PNG outputs as palette PNGs (at most ``colours``
+    colours, ``max_width`` pixels wide), in place; returns (bytes before, bytes after).
+
+    Executed notebooks embed every figure as full-colour PNG; a palette keeps plots and
+    greyscale scans visually the same at a third of the size, so the committed full run
+    stays small enough for git.
+    """
+    import base64
+    import io
+    import json
+
+    from PIL import Image
+
+    path = Path(path)
+    before = path.stat().st_size
+    nb = json.loads(path.read_text())
+    for cell in nb.get("cells", []):
+        for output in cell.get("outputs", []):
+            data = output.get("data", {})
+            if "image/png" not in data:
+                continue
+            raw = base64.b64decode("".join(data["image/png"]))
+            image = Image.open(io.BytesIO(raw)).convert("RGB")
+            if image.width > max_width:
+                image = image.resize((max_width, round(image.height * max_width / image.width)), Image.LANCZOS)
+            buffer = io.BytesIO()
+            image.quantize(colours, method=Image.Quantize.MEDIANCUT).save(buffer, format="PNG", optimize=True)
+            if buffer.tell() < len(raw):
+                data["image/png"] = base64.b64encode(buffer.getvalue()).decode("ascii")
+    path.write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n")
+    return before, path.stat().st_size
