@@ -10,16 +10,11 @@ import argparse
 import json
 from pathlib import Path
 
-from braintumor.evaluate import replace_block
+from braintumor.evaluate import markdown_table, replace_block
 
 from benchmarks import common
 
 ORDER = ("input_pipeline", "index_build", "training", "inference", "end_to_end")
-
-
-def markdown_table(headers: list[str], rows: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
-    return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows])
 
 
 def performance_section(reports: Path) -> str:

@@ -234,6 +234,12 @@ def replace_block(text: str, name: str, content: str, where: str = "README.md") 
     return f"{head}{start}\n{content}\n{end}{tail}"
 
 
+def markdown_table(headers: list[str], rows: list[list[str]]) -> str:
+    """A GitHub Markdown table."""
+    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows])
+
+
 def shortcut_table(report_path: str | Path) -> str:
     """The shortcut audit (``reports/audit/shortcuts.json``) as a Markdown table."""
     from .probes import probe_table
@@ -243,8 +249,8 @@ def shortcut_table(report_path: str | Path) -> str:
         return "_No shortcut audit yet: run `braintumor audit-shortcuts`._"
     report = json.loads(path.read_text())
     table = probe_table(report)
-    header = "| " + " | ".join(table.columns) + " |\n|" + "---|" * len(table.columns)
-    rows = ["| " + " | ".join(str(v) if v else "—" for v in row) + " |" for row in table.itertuples(index=False)]
+    table_text = markdown_table(list(table.columns),
+                                [[str(v) if v else "—" for v in row] for row in table.itertuples(index=False)])
     chance = {task: r["raw"]["full"].get("chance_accuracy") for task, r in report["tasks"].items()}
     chance_line = ("\n\nChance level (majority-class share of each test split): " + ", ".join(
         f"{task} {value:.3f}" for task, value in chance.items() if value is not None) + ".") \
@@ -252,7 +258,7 @@ def shortcut_table(report_path: str | Path) -> str:
     counts = report.get("text_detection", {}).get("per_class", {})
     text = ("\n\nBurned-in text detected on the original images: " + ", ".join(
         f"{name} {c['with_text']:,} of {c['images']:,}" for name, c in counts.items()) + ".") if counts else ""
-    return "\n".join([header, *rows]) + chance_line + text
+    return table_text + chance_line + text
 
 
 def update_readme(readme: str | Path, reports_path: str | Path) -> bool:
