@@ -77,7 +77,8 @@ def measure(name: str, weights: str | None, images: str, labels: str, batch: int
                   metrics=[keras.metrics.BinaryAccuracy(name="accuracy"), keras.metrics.AUC(name="auc")])
     train = make_dataset(x, y, 2, batch, training=True, seed=seed).repeat()
     weights_by_class = class_weights(y, 2)
-    fit = lambda n: model.fit(train, epochs=1, steps_per_epoch=n, class_weight=weights_by_class, verbose=0)  # noqa: E731
+    fit = lambda n: model.fit(train, epochs=1, steps_per_epoch=n, class_weight=weights_by_class,  # noqa: E731
+                               shuffle=False, verbose=0)  # the dataset shuffles itself
     fit(warmup)
     phase2 = [common.timed(fit, steps)[0] for _ in range(runs)]
     return {"backbone": name, "weights": weights, "weight_source": info.get("weight_source"),
