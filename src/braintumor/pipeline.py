@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Callable
@@ -103,24 +104,57 @@ def cached_arrays(root: str | Path, rows: pd.DataFrame, size: int, preprocess: s
     """:func:`prepare_arrays` for manifest rows, cached as ``.npy`` keyed by content.
 
     The key hashes each row's SHA-256 (not its path), the size and the preprocessing,
-    so a cache is reused across machines and never serves stale pixels.
+    so a cache is reused across machines and never serves stale pixels. Beside each cache
+    a ``.rows.txt`` lists its rows' SHA-256s, so a new row set (the pooled task after CT and
+    MRI, say) copies the images earlier caches already hold and decodes only the rest —
+    which matters for the slow ``crop-mask`` preprocessing.
     """
     paths = [Path(root) / p for p in rows["path"]]
     if cache_dir is None:
         return prepare_arrays(paths, size, preprocess, progress=progress)
-    key = hashlib.sha256(
-        ("\n".join(rows["sha256"]) + f"\n{size}\n{preprocess}\nv1").encode()).hexdigest()[:20]
+    shas = [str(s) for s in rows["sha256"]]
+    key = hashlib.sha256(("\n".join(shas) + f"\n{size}\n{preprocess}\nv1").encode()).hexdigest()[:20]
     cache = Path(cache_dir) / f"images-{size}-{preprocess}-{key}.npy"
     if cache.is_file():
         arr = np.load(cache, mmap_mode="r")
         if arr.shape == (len(rows), size, size, 3):
             return arr
-    arr = prepare_arrays(paths, size, preprocess, progress=progress)
+    arr = np.empty((len(rows), size, size, 3), dtype=np.uint8)
+    todo = [i for i, found in enumerate(_copy_cached_images(cache.parent, size, preprocess, shas, arr))
+            if not found]
+    if todo:
+        arr[todo] = prepare_arrays([paths[i] for i in todo], size, preprocess, progress=progress)
     cache.parent.mkdir(parents=True, exist_ok=True)
     tmp = cache.with_name(cache.name + ".tmp.npy")
     np.save(tmp, arr)
     tmp.replace(cache)
+    cache.with_suffix(".rows.txt").write_text("\n".join(shas) + "\n")
     return arr
+
+
+def _copy_cached_images(cache_dir: Path, size: int, preprocess: str, shas: list[str],
+                        out: np.ndarray) -> list[bool]:
+    """Fill ``out[i]`` from any earlier cache (same size and preprocessing) that holds an
+    image with SHA-256 ``shas[i]``; return which rows were found."""
+    wanted: dict[str, list[int]] = {}
+    for i, sha in enumerate(shas):
+        wanted.setdefault(sha, []).append(i)
+    found = [False] * len(shas)
+    name = re.compile(rf"images-{size}-{re.escape(preprocess)}-[0-9a-f]{{20}}\.rows\.txt")
+    for listing in sorted(cache_dir.glob(f"images-{size}-*.rows.txt")) if cache_dir.is_dir() else []:
+        if not wanted or not name.fullmatch(listing.name):
+            continue
+        held = listing.read_text().split()
+        array = listing.with_name(listing.name[:-len(".rows.txt")] + ".npy")
+        if not array.is_file():
+            continue
+        cached = np.load(array, mmap_mode="r")
+        if cached.shape != (len(held), size, size, 3):
+            continue  # an interrupted or foreign file: ignore it
+        for j, sha in enumerate(held):
+            for i in wanted.pop(sha, ()):
+                out[i], found[i] = cached[j], True
+    return found
 
 
 def augmentation_layers(seed: int, strength: float = 1.0):
