@@ -44,21 +44,32 @@ train: install seed-weights
 # raw-image CT and MRI models (the "before" of the shortcut comparison), run the shortcut
 # audit, then execute the notebook (crop-masked models for every task, evaluation, figures)
 # and regenerate README's results table. About 3 hours on a 2-core CPU.
+# QUICK=1 runs the same steps on small stratified subsets (train --quick, a 40-per-class
+# audit, the notebook in QUICK mode) in a scratch project folder that links the caches, so
+# the study's models, reports and README are left alone: about 20 minutes on 2 cores.
 reproduce: install seed-weights
-	$(VENV)/bin/braintumor index
-	$(VENV)/bin/braintumor audit-duplicates
-	$(VENV)/bin/braintumor split --check
+	@set -e; root=.; train="$(TRAIN_ARGS)"; audit=; \
+	if [ -n "$(QUICK)" ]; then \
+	  root=$$($(PY) -c "from braintumor.config import scratch_root; print(scratch_root())"); \
+	  export BRAINTUMOR_ROOT=$$root; train=--quick; audit="--limit-per-class 40 --resamples 200"; \
+	  echo "QUICK: small subsets; models and reports go to $$root"; fi; \
+	PS4='+ [$$EPOCHREALTIME] '; set -x; \
+	$(VENV)/bin/braintumor index; \
+	$(VENV)/bin/braintumor audit-duplicates; \
+	$(VENV)/bin/braintumor split --check; \
 	for t in $(TASKS); do \
-	  $(VENV)/bin/braintumor train --task $$t $(TRAIN_ARGS) && \
-	  $(VENV)/bin/braintumor evaluate --model models/$$t || exit 1; done
-	$(VENV)/bin/braintumor audit-shortcuts
-	$(MAKE) notebook
+	  $(VENV)/bin/braintumor train --task $$t $$train; \
+	  $(VENV)/bin/braintumor evaluate --model $$root/models/$$t; done; \
+	$(VENV)/bin/braintumor audit-shortcuts $$audit; \
+	: notebook next
+	$(MAKE) --no-print-directory notebook
 
-# Execute the study notebook headless, in place (QUICK=1 for the few-minute smoke version).
+# Execute the study notebook headless, in place (QUICK=1: the few-minute smoke version,
+# written to /tmp, models and reports in a scratch folder, README untouched).
 notebook: install seed-weights
 	$(VENV)/bin/papermill notebook.ipynb $(if $(QUICK),/tmp/notebook-quick.ipynb -p QUICK True,notebook.ipynb) -k python3
 	$(if $(QUICK),,$(PY) -c "from braintumor.plots import compact_notebook_images as c; print(c('notebook.ipynb'))")
-	$(VENV)/bin/braintumor results --update-readme
+	$(if $(QUICK),,$(VENV)/bin/braintumor results --update-readme)
 
 # Benchmarks: each against the obvious alternative, tables to stdout, JSON to
 # reports/benchmarks/, then README's Performance block. Run on an otherwise idle machine

@@ -152,6 +152,20 @@ def _version(package: str) -> str | None:
         return None
 
 
+def code_version() -> str:
+    """The checkout's commit, with ``+changes`` when the working tree differs from it."""
+    import subprocess
+
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True).stdout.strip()
+
+    try:
+        commit = git("rev-parse", "--short", "HEAD")
+        return (commit + ("+changes" if git("status", "--porcelain", "--untracked-files=no") else "")) or "unknown"
+    except OSError:  # no git on this machine
+        return "unknown"
+
+
 def machine() -> dict:
     """CPU, cores, RAM, GPUs and library versions: what the absolute numbers depend on."""
     import psutil
@@ -221,6 +235,7 @@ class Report:
     ratios: dict = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     busy: list[str] = field(default_factory=list)
+    invocation: str = ""  # how to re-run it, when not just `python -m benchmarks.<name>`
 
     def row(self, *cells) -> None:
         self.table.append([str(c) for c in cells])
@@ -258,6 +273,8 @@ def finish(report: Report, out: Path | None) -> Path:
     path = out / f"{report.name}.json"
     payload = {
         "benchmark": report.name,
+        "invocation": report.invocation or f"python -m benchmarks.{report.name}",
+        "code": code_version(),
         "title": report.title,
         "smoke": report.smoke,
         "created": _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat(),

@@ -14,7 +14,8 @@ from braintumor.evaluate import markdown_table, replace_block
 
 from benchmarks import common
 
-ORDER = ("input_pipeline", "index_build", "training", "inference", "end_to_end")
+ORDER = ("input_pipeline", "index_build", "training", "inference", "end_to_end_quick",
+         "end_to_end_full", "end_to_end")
 
 
 def performance_section(reports: Path) -> str:
@@ -26,7 +27,9 @@ def performance_section(reports: Path) -> str:
     parts = []
     for name in sorted(found, key=lambda n: (ORDER.index(n) if n in ORDER else len(ORDER), n)):
         r = found[name]
-        parts.append(f"**{r['title']}** (`python -m benchmarks.{name}`, {r['created'][:10]}; "
+        invocation = r.get("invocation") or f"python -m benchmarks.{name}"
+        code = f", code {r['code']}" if r.get("code") else ""
+        parts.append(f"**{r['title']}** (`{invocation}`, {r['created'][:10]}{code}; "
                      f"{common.describe(r['machine']).splitlines()[0]})\n")
         if r.get("other_processes_running"):
             parts.append("_Other processes were competing for the CPU during this run._\n")

@@ -43,6 +43,24 @@ def test_end_to_end_smoke(tmp_path):
     assert report["results"]["total_seconds"]["n"] == 1
 
 
+def test_end_to_end_splits_make_trace_into_steps():
+    """The Makefile stamps its `set -x` trace; each step lasts until the next stamp."""
+    from benchmarks.end_to_end import traced_steps
+
+    log = "\n".join([
+        "QUICK: small subsets; models and reports go to /tmp/braintumor-scratch-ab12",
+        "+ [100.0] /repo/.venv/bin/braintumor index",
+        "+ [112.5] for t in ct mri",
+        "+ [112.5] /repo/.venv/bin/braintumor train --task ct --quick",
+        "epoch 1/2 ...",
+        "+ [190.0] /repo/.venv/bin/braintumor evaluate --model /tmp/braintumor-scratch-ab12/models/ct",
+        "+ [200.0] : notebook next",
+    ])
+    assert traced_steps(log, end=260.0) == [
+        ("braintumor index", 12.5), ("braintumor train --task ct --quick", 77.5),
+        ("braintumor evaluate --model models/ct", 10.0), ("make notebook", 60.0)]
+
+
 def test_smoke_does_not_write_committed_reports(tmp_path):
     """Without --out, --smoke writes to a fresh temp folder, not reports/benchmarks/."""
     from benchmarks import common
