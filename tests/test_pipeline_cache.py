@@ -46,6 +46,15 @@ def test_new_row_set_decodes_only_images_no_cache_holds(tmp_path, monkeypatch):
     assert np.array_equal(b, real([images / n for n in ["5.png", "2.png", "0.png", "4.png", "2.png"]],
                                   32, progress=False))
 
+    # A cache written before listings existed gets one on its next use, then lends images.
+    for listing in cache.glob("*.rows.txt"):
+        listing.unlink()
+    decoded.clear()
+    pipeline.cached_arrays(images, first, 32, "none", cache, progress=False)
+    third = _rows(images, ["1.png", "3.png"])
+    assert np.array_equal(pipeline.cached_arrays(images, third, 32, "none", cache, progress=False), a[[1, 3]])
+    assert decoded == []
+
     decoded.clear()  # another size (or preprocessing) never borrows pixels
     pipeline.cached_arrays(images, first, 24, "none", cache, progress=False)
     assert decoded == ["0.png", "1.png", "2.png", "3.png"]
