@@ -152,8 +152,12 @@ def _version(package: str) -> str | None:
         return None
 
 
+CODE_PATHS = ("src", "benchmarks", "notebook.ipynb", "Makefile", "pyproject.toml", "requirements.txt")
+
+
 def code_version() -> str:
-    """The checkout's commit, with ``+changes`` when the working tree differs from it."""
+    """The checkout's commit, with ``+changes`` when the code in the working tree (package,
+    benchmarks, notebook, build files; not README or reports) differs from it."""
     import subprocess
 
     def git(*args: str) -> str:
@@ -161,7 +165,7 @@ def code_version() -> str:
 
     try:
         commit = git("rev-parse", "--short", "HEAD")
-        return (commit + ("+changes" if git("status", "--porcelain", "--untracked-files=no") else "")) or "unknown"
+        return (commit + ("+changes" if git("status", "--porcelain", "--untracked-files=no", "--", *CODE_PATHS) else "")) or "unknown"
     except OSError:  # no git on this machine
         return "unknown"
 
