@@ -46,7 +46,8 @@ train: install seed-weights
 # and regenerate README's results table. About 3 hours on a 2-core CPU.
 # QUICK=1 runs the same steps on small stratified subsets (train --quick, a 40-per-class
 # audit, the notebook in QUICK mode) in a scratch project folder that links the caches, so
-# the study's models, reports and README are left alone: about 20 minutes on 2 cores.
+# the study's models, reports and README are left alone: 9.5 minutes on 2 cores with warm
+# caches (benchmarks.end_to_end; a fresh clone first builds the index and decodes images).
 reproduce: install seed-weights
 	@set -e; root=.; train="$(TRAIN_ARGS)"; audit=; \
 	if [ -n "$(QUICK)" ]; then \
