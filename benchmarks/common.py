@@ -165,9 +165,10 @@ def code_version() -> str:
 
     try:
         commit = git("rev-parse", "--short", "HEAD")
-        return (commit + ("+changes" if git("status", "--porcelain", "--untracked-files=no", "--", *CODE_PATHS) else "")) or "unknown"
+        changed = commit and git("status", "--porcelain", "--untracked-files=no", "--", *CODE_PATHS)
     except OSError:  # no git on this machine
         return "unknown"
+    return (commit + ("+changes" if changed else "")) if commit else "unknown"
 
 
 def machine() -> dict:

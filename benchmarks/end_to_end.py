@@ -28,12 +28,6 @@ from pathlib import Path
 from benchmarks import common
 
 
-def braintumor_cli() -> str:
-    """The ``braintumor`` script beside this interpreter (the venv's), else the one on PATH."""
-    local = Path(sys.executable).parent / "braintumor"
-    return str(local) if local.is_file() else (shutil.which("braintumor") or "braintumor")
-
-
 def fresh_project(dest: Path) -> Path:
     """An empty project folder with the committed split manifest."""
     splits = dest / "data" / "splits"
@@ -84,7 +78,6 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--in-place", action="store_true",
                    help="run in the checkout instead of a fresh temporary project folder")
     args = common.parse(p, argv)
-    cli = braintumor_cli()
     name, invocation = "end_to_end", ""
     if args.smoke:
         commands, mode = [f"{sys.executable} -c pass"], "smoke"
@@ -130,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     report.headers = ["command", "seconds median (min–max)", "minutes (median)"]
     for command, values in seconds.items():
         s = common.stats(values)
-        report.row(command.replace(cli, "braintumor"), common.fmt(s), f"{s['median'] / 60:.1f}")
+        report.row(command, common.fmt(s), f"{s['median'] / 60:.1f}")
     for label, values in steps.items():
         s = common.stats(values)
         report.row(f"· {label}", common.fmt(s), f"{s['median'] / 60:.1f}")

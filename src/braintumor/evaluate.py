@@ -251,10 +251,10 @@ def shortcut_table(report_path: str | Path) -> str:
     table = probe_table(report)
     table_text = markdown_table(list(table.columns),
                                 [[str(v) if v else "—" for v in row] for row in table.itertuples(index=False)])
-    chance = {task: r["raw"]["full"].get("chance_accuracy") for task, r in report["tasks"].items()}
-    chance_line = ("\n\nChance level (majority-class share of each test split): " + ", ".join(
-        f"{task} {value:.3f}" for task, value in chance.items() if value is not None) + ".") \
-        if any(v is not None for v in chance.values()) else ""
+    chance = [f"{task} {r['raw']['full']['chance_accuracy']:.3f}" for task, r in report["tasks"].items()
+              if r["raw"]["full"].get("chance_accuracy") is not None]
+    chance_line = (f"\n\nChance level (majority-class share of each test split): {', '.join(chance)}."
+                   if chance else "")
     counts = report.get("text_detection", {}).get("per_class", {})
     text = ("\n\nBurned-in text detected on the original images: " + ", ".join(
         f"{name} {c['with_text']:,} of {c['images']:,}" for name, c in counts.items()) + ".") if counts else ""

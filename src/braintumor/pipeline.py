@@ -113,14 +113,15 @@ def cached_arrays(root: str | Path, rows: pd.DataFrame, size: int, preprocess: s
     if cache_dir is None:
         return prepare_arrays(paths, size, preprocess, progress=progress)
     shas = [str(s) for s in rows["sha256"]]
-    key = hashlib.sha256(("\n".join(shas) + f"\n{size}\n{preprocess}\nv1").encode()).hexdigest()[:20]
+    listed = "\n".join(shas) + "\n"  # also the .rows.txt content
+    key = hashlib.sha256((listed + f"{size}\n{preprocess}\nv1").encode()).hexdigest()[:20]
     cache = Path(cache_dir) / f"images-{size}-{preprocess}-{key}.npy"
     listing = cache.with_suffix(".rows.txt")
     if cache.is_file():
         arr = np.load(cache, mmap_mode="r")
         if arr.shape == (len(rows), size, size, 3):
             if not listing.is_file():  # a cache written before listings existed
-                listing.write_text("\n".join(shas) + "\n")
+                listing.write_text(listed)
             return arr
     arr = np.empty((len(rows), size, size, 3), dtype=np.uint8)
     todo = [i for i, found in enumerate(_copy_cached_images(cache.parent, size, preprocess, shas, arr))
@@ -131,7 +132,7 @@ def cached_arrays(root: str | Path, rows: pd.DataFrame, size: int, preprocess: s
     tmp = cache.with_name(cache.name + ".tmp.npy")
     np.save(tmp, arr)
     tmp.replace(cache)
-    listing.write_text("\n".join(shas) + "\n")
+    listing.write_text(listed)
     return arr
 
 
