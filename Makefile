@@ -10,8 +10,9 @@ export BRAINTUMOR_DATA_DIR ?= $(SHARED)/datasets/brain-tumor-multimodal-ct-mri/D
 endif
 export KERAS_HOME ?= $(HOME)/.keras
 TASKS ?= ct mri
-# CPU-sized schedule (about 20 minutes per task on 2 cores); raise on a GPU.
-TRAIN_ARGS ?= --epochs-finetune 4
+# Extra `braintumor train` options. Config's defaults are the CPU-sized schedule (4 fine-tuning
+# epochs, about 20 minutes per task on 2 cores); raise --epochs-finetune on a GPU.
+TRAIN_ARGS ?=
 
 .PHONY: install test reproduce index split train notebook bench seed-weights clean-cache
 
@@ -69,7 +70,7 @@ reproduce: install seed-weights
 # written to /tmp, models and reports in a scratch folder, README untouched).
 notebook: install seed-weights
 	$(VENV)/bin/papermill notebook.ipynb $(if $(QUICK),/tmp/notebook-quick.ipynb -p QUICK True,notebook.ipynb) -k python3
-	$(if $(QUICK),,$(PY) -c "from braintumor.plots import compact_notebook_images as c; print(c('notebook.ipynb'))")
+	$(if $(QUICK),,$(PY) -c "from braintumor.reporting.plots import compact_notebook_images as c; print(c('notebook.ipynb'))")
 	$(if $(QUICK),,$(VENV)/bin/braintumor results --update-readme)
 
 # Benchmarks: each against the obvious alternative, tables to stdout, JSON to

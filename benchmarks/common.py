@@ -10,20 +10,17 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import datetime as _dt
 import json
 import os
-import platform
 import statistics
 import tempfile
 import time
 from dataclasses import dataclass, field
-from importlib import metadata
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's start-up chatter out of tables
 
-from braintumor.modelcard import cpu_model  # noqa: E402
+from braintumor.reporting import provenance  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 MANIFEST = REPO / "data" / "splits" / "default.csv"
@@ -55,17 +52,18 @@ def parse(p: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namesp
 
 def dataset_root(data_dir: str | None) -> Path:
     """The dataset root from ``--data-dir`` or ``$BRAINTUMOR_DATA_DIR``; never downloads."""
-    from braintumor.data import locate_dataset
+    from braintumor.data.dataset import locate_dataset
 
     return locate_dataset(path=data_dir, allow_download=False)
 
 
-def task_rows(task: str = "ct", split: str = "train", manifest: Path = MANIFEST):
-    """Rows of the committed split manifest for ``task`` and ``split``, with label ``y``."""
-    from braintumor.splits import read_manifest
-    from braintumor.tasks import get_task
+def task_rows(task: str = "ct", split: str = "train"):
+    """Rows of the committed split manifest for ``task`` and ``split``, with label ``y``
+    (:func:`braintumor.study.load_split`, every row)."""
+    from braintumor.config import Config
+    from braintumor.study import load_split
 
-    return get_task(task).rows(read_manifest(manifest), split)
+    return load_split(Config(root=str(REPO)), split, task, per_class=None, progress=False).rows
 
 
 def symlink_tree(links: dict[str, Path], dest: Path) -> Path:
@@ -145,51 +143,18 @@ def peak_rss_mb() -> float:
 
 # -- the machine ----------------------------------------------------------------------------
 
-def _version(package: str) -> str | None:
-    try:
-        return metadata.version(package)
-    except metadata.PackageNotFoundError:
-        return None
-
-
 CODE_PATHS = ("src", "benchmarks", "notebook.ipynb", "Makefile", "pyproject.toml", "requirements.txt")
 
 
 def code_version() -> str:
     """The checkout's commit, with ``+changes`` when the code in the working tree (package,
     benchmarks, notebook, build files; not README or reports) differs from it."""
-    import subprocess
-
-    def git(*args: str) -> str:
-        return subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True).stdout.strip()
-
-    try:
-        commit = git("rev-parse", "--short", "HEAD")
-        changed = commit and git("status", "--porcelain", "--untracked-files=no", "--", *CODE_PATHS)
-    except OSError:  # no git on this machine
-        return "unknown"
-    return (commit + ("+changes" if changed else "")) if commit else "unknown"
+    return provenance.code_version(REPO, CODE_PATHS)
 
 
 def machine() -> dict:
     """CPU, cores, RAM, GPUs and library versions: what the absolute numbers depend on."""
-    import psutil
-    import tensorflow as tf
-
-    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return {
-        "cpu": cpu_model(),
-        "logical_cores": os.cpu_count(),
-        "usable_cores": usable,
-        "ram_gb": round(psutil.virtual_memory().total / 2**30, 1),
-        "gpus": [d.name for d in tf.config.list_physical_devices("GPU")],
-        "os": platform.platform(),
-        "python": platform.python_version(),
-        "tensorflow": tf.__version__,
-        "keras": _version("keras"),
-        "numpy": _version("numpy"),
-        "pillow": _version("pillow"),
-    }
+    return provenance.machine()
 
 
 def describe(m: dict) -> str:
@@ -282,7 +247,7 @@ def finish(report: Report, out: Path | None) -> Path:
         "code": code_version(),
         "title": report.title,
         "smoke": report.smoke,
-        "created": _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat(),
+        "created": provenance.now_iso(),
         "machine": m,
         "other_processes_running": report.busy,
         "settings": report.settings,

@@ -1,6 +1,6 @@
 """Seconds to build the image index (decode + SHA-256 + pHash of every file), cold and cached.
 
-Cold: :func:`braintumor.index.load_index` into a fresh temporary project root, so no
+Cold: :func:`braintumor.data.index.load_index` into a fresh temporary project root, so no
 cache exists and every image is read, hashed and decoded (in parallel, one worker per
 core). Cached: the same call again, which lists the files, checks the dataset
 fingerprint and reads the cached table. The dataset files themselves are in the OS page
@@ -17,7 +17,7 @@ from benchmarks import common
 
 def tiny_dataset(root: Path, dest: Path, per_folder: int = 3) -> Path:
     """A copy of the dataset's layout holding ``per_folder`` symlinked images per class folder."""
-    from braintumor.data import list_image_files
+    from braintumor.data.dataset import list_image_files
 
     entries, links, taken = list_image_files(root), {}, {}
     for e in entries:
@@ -32,7 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     args = common.parse(common.parser(__doc__.splitlines()[0]), argv)
 
     from braintumor.config import Config
-    from braintumor.index import load_index
+    from braintumor.data.index import load_index
 
     root = common.dataset_root(args.data_dir)
     cold, cached, n_images = [], [], 0
@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     report.row("cold (decode + SHA-256 + pHash, no cache)", common.fmt(s_cold, 2), common.fmt(ips))
     report.row("cached (second load_index)", common.fmt(s_cached, 2), "—")
     report.notes.append(f"{n_images} images, {args.runs} runs; workers = one per core "
-                        "(braintumor.index.build_index).")
+                        "(braintumor.data.index.build_index).")
     common.finish(report, args.out)
     return 0
 

@@ -22,9 +22,9 @@ from benchmarks import common
 
 def throwaway_run(dest: Path, backbone: str, size: int) -> Path:
     """A run folder with a random-weight classifier and the minimal model card predict needs."""
-    from braintumor import modelcard
-    from braintumor.backbones import build_backbone
-    from braintumor.training import build_classifier
+    from braintumor.models import modelcard
+    from braintumor.models.backbones import build_backbone
+    from braintumor.models.classifier import build_classifier
 
     features, info = build_backbone(backbone, size, weights=None)
     run = dest / "ct" / f"benchmark-{backbone}-random"
@@ -55,9 +55,9 @@ def main(argv: list[str] | None = None) -> int:
     import numpy as np
 
     from braintumor.inference import resolve_run
-    from braintumor.pipeline import load_prepared
+    from braintumor.preprocess import load_prepared
     from braintumor.inference import Predictor
-    from braintumor.tasks import stratified_subset
+    from braintumor.data.tasks import stratified_subset
 
     root = common.dataset_root(args.data_dir)
     with tempfile.TemporaryDirectory(prefix="bench-inference-") as tmp:

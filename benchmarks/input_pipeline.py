@@ -90,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.smoke:
         args.image_size, args.batch_size, args.cached_epochs = 64, 4, 1
 
-    from braintumor.tasks import stratified_subset
+    from braintumor.data.tasks import stratified_subset
 
     root = common.dataset_root(args.data_dir)
     rows = common.task_rows("ct", "train")

@@ -10,7 +10,7 @@ import argparse
 import json
 from pathlib import Path
 
-from braintumor.evaluate import markdown_table, replace_block
+from braintumor.reporting.readme import markdown_table, replace_block
 
 from benchmarks import common
 

@@ -8,7 +8,7 @@ images decoded beforehand:
   :func:`~braintumor.training.extract_features`); the head then trains on those features
   in seconds, which is not timed here.
 * phase 2 is ``model.fit`` with the top 40% of the backbone unfrozen and BatchNorm kept
-  frozen (:func:`braintumor.backbones.unfreeze_top`), augmentation on, class weights, Adam.
+  frozen (:func:`braintumor.models.backbones.unfreeze_top`), augmentation on, class weights, Adam.
 
 To keep it affordable each run is a fixed number of batches (default 20 batches of 32,
 after 2 untimed warm-up batches that also trace the functions), not a full epoch. ImageNet
@@ -51,10 +51,10 @@ def measure(name: str, weights: str | None, images: str, labels: str, batch: int
     import keras
     import numpy as np
 
-    from braintumor.backbones import build_backbone, unfreeze_top
+    from braintumor.models.backbones import build_backbone, unfreeze_top
     from braintumor.pipeline import make_dataset
-    from braintumor.tasks import class_weights
-    from braintumor.training import build_classifier
+    from braintumor.data.tasks import class_weights
+    from braintumor.models.classifier import build_classifier
 
     x, y = np.load(images, mmap_mode="r"), np.load(labels)
     size = x.shape[1]
@@ -110,10 +110,10 @@ def main(argv: list[str] | None = None) -> int:
 
     import numpy as np
 
-    from braintumor.backbones import weights_available_offline
+    from braintumor.models.backbones import weights_available_offline
     from braintumor.config import Config
     from braintumor.pipeline import cached_arrays
-    from braintumor.tasks import stratified_subset
+    from braintumor.data.tasks import stratified_subset
 
     batch, n = args.batch_size, (args.warmup + args.steps) * args.batch_size
     report = common.start("training", "Training: images/s per backbone, phase 1 (frozen) and phase 2 (fine-tune)",

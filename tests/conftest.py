@@ -2,7 +2,7 @@
 
 Every test runs with ``BRAINTUMOR_ROOT`` pointing at its own temp folder (so no cache or
 report lands in the repository), without ``BRAINTUMOR_DATA_DIR``, and with
-:func:`braintumor.data.download` replaced by a function that fails (so no test can reach
+:func:`braintumor.data.dataset.download` replaced by a function that fails (so no test can reach
 the network by accident). Tests that need either set it up explicitly.
 
 The real dataset is found once per session, from the environment as it was when pytest
@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # `import synthetic` f
 
 import synthetic  # noqa: E402
 
-import braintumor.data  # noqa: E402
+import braintumor.data.dataset  # noqa: E402
 from braintumor.config import DATA_DIR_ENV, ROOT_ENV, Config  # noqa: E402
 from braintumor.errors import DatasetError  # noqa: E402
 
@@ -43,7 +43,7 @@ def _isolated_env(monkeypatch, tmp_path):
     def no_download(dest):
         raise DatasetError(f"download disabled in tests (asked for {dest})")
 
-    monkeypatch.setattr(braintumor.data, "download", no_download)
+    monkeypatch.setattr(braintumor.data.dataset, "download", no_download)
 
 
 # -- synthetic data ---------------------------------------------------------------------
@@ -66,7 +66,7 @@ def synthetic_copy(synthetic_ds, tmp_path) -> synthetic.SyntheticDataset:
 @pytest.fixture(scope="session")
 def synthetic_index(synthetic_ds):
     """The index of the synthetic dataset, built once (in-process, no cache)."""
-    from braintumor.index import build_index
+    from braintumor.data.index import build_index
 
     return build_index(synthetic_ds.root, workers=1, progress=False)
 
@@ -80,7 +80,7 @@ def resolve_real_dataset(env: dict, project: Path = PROJECT) -> tuple[Path | Non
     ``BRAINTUMOR_REQUIRE_DATA=1``, or ``$BRAINTUMOR_DATA_DIR`` set to a folder without it:
     a broken setup, not an absent dataset, is never silently skipped).
     """
-    from braintumor.data import find_root
+    from braintumor.data.dataset import find_root
 
     if env.get(DATA_DIR_ENV):
         path = Path(env[DATA_DIR_ENV])
@@ -119,7 +119,7 @@ def real_dataset() -> Path:
 def real_index(real_dataset, tmp_path_factory):
     """The real index, built once per session from the files (never from the repo cache),
     through the same cached entry point the CLI uses, into a temp project root."""
-    from braintumor.index import load_index
+    from braintumor.data.index import load_index
 
     config = Config(root=str(tmp_path_factory.mktemp("real-root")))
     return load_index(config, root=real_dataset, progress=False)

@@ -12,8 +12,8 @@ import pandas as pd
 import pytest
 
 from braintumor.config import Config
-from braintumor.duplicates import duplicate_report
-from braintumor.splits import (MANIFEST_COLUMNS, check_no_group_leak, group_aware_split,
+from braintumor.data.duplicates import duplicate_report
+from braintumor.data.splits import (MANIFEST_COLUMNS, check_no_group_leak, group_aware_split,
                                label_conflict_groups, read_manifest, write_manifest)
 
 from synthetic import stratum_deviation

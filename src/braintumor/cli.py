@@ -4,10 +4,14 @@
     braintumor audit-duplicates    duplicate groups, label conflicts, threshold comparison
     braintumor split               write the group-aware split manifest
     braintumor train --task ct     fine-tune a backbone and save model + model card
+
+Options that set a :class:`~braintumor.config.Config` field are generated from the field
+(:func:`add_option`), so their names, types, defaults and help cannot drift from it.
 """
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import time
@@ -23,20 +27,55 @@ def _print_table(df, title: str | None = None) -> None:
     print(df.to_string(index=False))
 
 
-def _config(args: argparse.Namespace, **overrides) -> Config:
-    cfg = Config()
-    if getattr(args, "data_dir", None):
-        cfg = cfg.replace(data_dir=args.data_dir)
-    if getattr(args, "split_name", None):
-        cfg = cfg.replace(split_name=args.split_name)
-    return cfg.replace(**overrides)
+def add_option(parser: argparse.ArgumentParser, name: str, **overrides) -> None:
+    """A command-line option for the :class:`Config` field ``name`` (``"audit.n_resamples"``
+    for a nested one), with the field's help, type and default; an option left out keeps
+    the Config's value. Booleans become a flag that flips their default."""
+    section, _, field_name = name.rpartition(".")
+    cls = type(getattr(Config(), section)) if section else Config
+    f = next(f for f in dataclasses.fields(cls) if f.name == field_name)
+    default = getattr(cls(), field_name)
+    meta = dict(f.metadata)
+    flag = meta.pop("flag", "--" + field_name.replace("_", "-"))
+    kwargs: dict = {"dest": name, "default": argparse.SUPPRESS, "help": meta.pop("help", "")}
+    if isinstance(default, bool):
+        flag = flag if not default else "--no-" + field_name.replace("_", "-")
+        kwargs.update(action="store_const", const=not default)
+    else:
+        shown = default not in (None, "") and not overrides.get("required")
+        kwargs["help"] += f" (default: {default})" if shown else ""
+        if isinstance(default, tuple):
+            kwargs.update(type=type(default[0]), nargs="+")
+        else:
+            kwargs["type"] = meta.pop("type", type(default))
+        if "choices" in meta:
+            kwargs["choices"] = list(meta.pop("choices"))
+    flag = overrides.pop("flag", flag)
+    kwargs.update(overrides)
+    if kwargs.get("action") == "store_const":
+        for key in ("type", "nargs", "choices"):
+            kwargs.pop(key, None)
+    parser.add_argument(flag, **kwargs)
+
+
+def config_from_args(args: argparse.Namespace, base: Config | None = None) -> Config:
+    """``base`` (default ``Config()``) with every option that was given on the command line."""
+    cfg = base or Config()
+    changes: dict = {}
+    for dest, value in vars(args).items():
+        section, _, name = dest.rpartition(".")
+        if section in ("audit", "evaluation"):
+            changes.setdefault(section, {})[name] = tuple(value) if isinstance(value, list) else value
+        elif name in Config.__dataclass_fields__ and not section:
+            changes[name] = tuple(value) if isinstance(value, list) else value
+    return cfg.replace(**changes)
 
 
 def cmd_index(args) -> int:
-    from .index import load_index, summarize
+    from .data.index import load_index, summarize
 
     t0 = time.perf_counter()
-    df = load_index(_config(args), rebuild=args.rebuild)
+    df = load_index(config_from_args(args), rebuild=args.rebuild)
     elapsed = time.perf_counter() - t0
     _print_table(summarize(df), f"Index of {df.attrs['root']} (fingerprint {df.attrs['fingerprint']})")
     bad = df[df["status"] != "ok"]
@@ -47,10 +86,10 @@ def cmd_index(args) -> int:
 
 
 def cmd_audit_duplicates(args) -> int:
-    from .duplicates import duplicate_report, threshold_comparison
-    from .index import load_index
+    from .data.duplicates import duplicate_report, threshold_comparison
+    from .data.index import load_index
 
-    cfg = _config(args)
+    cfg = config_from_args(args)
     df = load_index(cfg)
     report = duplicate_report(df)
     print(f"{report['n_images']:,} images in {report['n_groups']:,} duplicate groups "
@@ -77,12 +116,12 @@ def cmd_audit_duplicates(args) -> int:
 
 
 def cmd_split(args) -> int:
-    from .index import load_index
-    from .splits import (MANIFEST_COLUMNS, check_fractions, check_no_group_leak, group_aware_split,
+    from .data.index import load_index
+    from .data.splits import (MANIFEST_COLUMNS, check_fractions, check_no_group_leak, group_aware_split,
                          label_conflict_groups, read_manifest, split_summary, write_manifest)
 
-    check_fractions(args.fractions)  # before the (slow) index, so the error is the only output
-    cfg = _config(args, seed=args.seed, split_fractions=tuple(args.fractions))
+    cfg = config_from_args(args)
+    check_fractions(cfg.split_fractions)  # before the (slow) index, so the error is the only output
     df = load_index(cfg)
     manifest = group_aware_split(df, cfg.split_fractions, seed=cfg.seed)
     check_no_group_leak(manifest)
@@ -111,18 +150,9 @@ def cmd_split(args) -> int:
 def cmd_train(args) -> int:
     from .training import train
 
-    cfg = _config(args, task=args.task, backbone=args.backbone, quick=args.quick, seed=args.seed)
-    if args.random_weights:
-        cfg = cfg.replace(weights=None)
-    for field in ("image_size", "batch_size", "epochs_frozen", "epochs_finetune", "lr_frozen",
-                  "lr_finetune", "finetune_fraction", "preprocess"):
-        value = getattr(args, field)
-        if value is not None:
-            cfg = cfg.replace(**{field: value})
+    cfg = config_from_args(args)
     if args.epochs is not None:
         cfg = cfg.replace(epochs_finetune=args.epochs)
-    if args.no_augment:
-        cfg = cfg.replace(augment=False)
     if cfg.quick and args.epochs is None:
         cfg = cfg.replace(epochs_frozen=min(cfg.epochs_frozen, 20), epochs_finetune=min(cfg.epochs_finetune, 1))
     run_dir = train(cfg, verbose=args.verbose)
@@ -135,9 +165,8 @@ def cmd_evaluate(args) -> int:
     from .inference import resolve_run
     from .metrics import format_ci
 
-    cfg = _config(args)
-    report = evaluate_run(resolve_run(args.model), cfg, rule=args.rule, target=args.target,
-                          n_resamples=args.resamples, figures=not args.no_figures)
+    cfg = config_from_args(args)
+    report = evaluate_run(resolve_run(args.model), cfg, figures=not args.no_figures)
     m = report["test"]["metrics"]
     print(f"{report['task']} — {report['run_id']} — test n={report['test']['n_images']} "
           f"({report['test']['n_groups']} duplicate groups), 95% CI by group bootstrap")
@@ -179,9 +208,9 @@ def cmd_predict(args) -> int:
 
 
 def cmd_results(args) -> int:
-    from .evaluate import results_table, update_readme
+    from .reporting.readme import results_table, update_readme
 
-    cfg = _config(args)
+    cfg = config_from_args(args)
     if args.update_readme:
         changed = update_readme(cfg.root_path / "README.md", cfg.reports_path)
         print(f"README.md results table {'updated' if changed else 'already up to date'}")
@@ -191,17 +220,13 @@ def cmd_results(args) -> int:
 
 
 def cmd_audit_shortcuts(args) -> int:
-    from . import plots
-    from .data import locate_dataset
-    from .probes import (ProbeSettings, mitigation_examples, plot_mitigation_examples, plot_probes,
-                         probe_table, run_audit, write_report)
-    from .splits import read_manifest
+    from .audit.figures import mitigation_examples, plot_mitigation_examples, plot_probes
+    from .audit.probes import probe_table, run_audit, write_report
+    from .reporting import plots
+    from .study import load_split
 
-    cfg = _config(args)
-    settings = ProbeSettings(tasks=tuple(args.tasks), backbone=args.backbone, image_size=args.image_size,
-                             seed=args.seed, n_resamples=args.resamples,
-                             limit_per_class=args.limit_per_class, workers=args.workers)
-    report = run_audit(cfg, settings)
+    cfg = config_from_args(args)
+    report = run_audit(cfg)
     out = Path(args.out) if args.out else cfg.reports_path / "audit"
     _print_table(probe_table(report), "Test accuracy / AUC [95% CI], raw vs crop-mask:")
     counts = report["text_detection"]["per_class"]
@@ -210,11 +235,35 @@ def cmd_audit_shortcuts(args) -> int:
     print(f"wrote {write_report(report, out / 'shortcuts.json')}")
     print(f"wrote {plots.save(plot_probes(report), out / 'shortcuts.png')}")
     if not args.no_examples:
-        manifest = read_manifest(cfg.manifest_path)
-        test = manifest[(manifest["split"] == "test") & manifest["modality"].isin(["CT", "MRI"])]
-        panels = mitigation_examples(locate_dataset(config=cfg), test, seed=args.seed)
+        test = load_split(cfg, "test", "pooled", per_class=None, progress=False)
+        panels = mitigation_examples(test.root, test.rows, seed=cfg.seed)
         print(f"wrote {plots.save(plot_mitigation_examples(panels), out / 'mitigation_examples.png')}")
     return 0
+
+
+def _subcommand(sub, name: str, help: str, func, data: bool = True) -> argparse.ArgumentParser:
+    """A subcommand; ``data`` ones take ``--data-dir`` and ``--split-name``."""
+    p = sub.add_parser(name, help=help)
+    if data:
+        add_option(p, "data_dir")
+        add_option(p, "split_name")
+    p.set_defaults(func=func)
+    return p
+
+
+def _train_options(p: argparse.ArgumentParser) -> None:
+    from .data.tasks import TASKS
+
+    add_option(p, "task", required=True, choices=sorted(TASKS))
+    add_option(p, "backbone")
+    add_option(p, "weights", flag="--random-weights", action="store_const", const=None,
+               help="random initialisation instead of ImageNet")
+    add_option(p, "quick")
+    p.add_argument("--epochs", type=int, help="fine-tuning epochs (same as --epochs-finetune)")
+    for name in ("epochs_frozen", "epochs_finetune", "image_size", "batch_size", "lr_frozen", "lr_finetune",
+                 "finetune_fraction", "preprocess", "augment", "seed"):
+        add_option(p, name)
+    p.add_argument("--verbose", type=int, default=1, choices=[0, 1, 2], help="Keras verbosity")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -223,94 +272,48 @@ def build_parser() -> argparse.ArgumentParser:
         description="Brain tumour detection in CT and MRI (research only, not for clinical use).")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    def add_data_args(p):
-        p.add_argument("--data-dir", help="dataset folder (default: $BRAINTUMOR_DATA_DIR, data/raw, or download)")
-
-    p = sub.add_parser("index", help="build or load the image index and print a summary")
-    add_data_args(p)
+    p = _subcommand(sub, "index", "build or load the image index and print a summary", cmd_index)
     p.add_argument("--rebuild", action="store_true", help="ignore the cache")
-    p.set_defaults(func=cmd_index)
 
-    p = sub.add_parser("audit-duplicates", help="report duplicate groups and label conflicts")
-    add_data_args(p)
+    p = _subcommand(sub, "audit-duplicates", "report duplicate groups and label conflicts", cmd_audit_duplicates)
     p.add_argument("--thresholds", type=int, nargs="+", default=[0, 2, 4],
                    help="pHash Hamming thresholds to compare (default: 0 2 4)")
     p.add_argument("--out", help="JSON report path (default: reports/audit/duplicates.json)")
-    p.set_defaults(func=cmd_audit_duplicates)
 
-    p = sub.add_parser("split", help="write the group-aware train/val/test manifest")
-    add_data_args(p)
-    p.add_argument("--seed", type=int, default=Config.seed)
-    p.add_argument("--fractions", type=float, nargs=3, default=list(Config().split_fractions),
-                   metavar=("TRAIN", "VAL", "TEST"))
-    p.add_argument("--split-name", help="manifest name under data/splits/ (default: default)")
+    p = _subcommand(sub, "split", "write the group-aware train/val/test manifest", cmd_split)
+    add_option(p, "seed")
+    add_option(p, "split_fractions", nargs=3, metavar=("TRAIN", "VAL", "TEST"))
     p.add_argument("--out", help="manifest path (overrides --split-name)")
     p.add_argument("--check", action="store_true",
                    help="regenerate and compare with the committed manifest instead of writing")
-    p.set_defaults(func=cmd_split)
 
-    from .tasks import TASKS
+    _train_options(_subcommand(sub, "train", "two-phase transfer learning for one task", cmd_train))
 
-    p = sub.add_parser("train", help="two-phase transfer learning for one task")
-    add_data_args(p)
-    p.add_argument("--task", required=True, choices=sorted(TASKS))
-    p.add_argument("--backbone", default=Config.backbone,
-                   help="registered backbone name or a path to a .keras backbone (default: %(default)s)")
-    p.add_argument("--random-weights", action="store_true", help="random initialisation instead of ImageNet")
-    p.add_argument("--quick", action="store_true", help="small stratified subset and few epochs (smoke run)")
-    p.add_argument("--epochs", type=int, help="fine-tuning epochs (same as --epochs-finetune)")
-    p.add_argument("--epochs-frozen", type=int, help="max head epochs on cached features (early-stopped)")
-    p.add_argument("--epochs-finetune", type=int)
-    p.add_argument("--image-size", type=int)
-    p.add_argument("--batch-size", type=int)
-    p.add_argument("--lr-frozen", type=float)
-    p.add_argument("--lr-finetune", type=float)
-    p.add_argument("--finetune-fraction", type=float, help="share of backbone layers unfrozen in phase 2")
-    p.add_argument("--preprocess", help="image preprocessing before resizing (default: none)")
-    p.add_argument("--no-augment", action="store_true")
-    p.add_argument("--seed", type=int, default=Config.seed)
-    p.add_argument("--split-name", help="manifest name under data/splits/ (default: default)")
-    p.add_argument("--verbose", type=int, default=1, choices=[0, 1, 2], help="Keras verbosity")
-    p.set_defaults(func=cmd_train)
-
-    p = sub.add_parser("evaluate", help="calibrate + threshold on validation, report on test")
-    add_data_args(p)
+    p = _subcommand(sub, "evaluate", "calibrate + threshold on validation, report on test", cmd_evaluate)
     p.add_argument("--model", required=True, help="run folder models/<task>/<run-id>, or models/<task> for its newest run")
-    p.add_argument("--rule", default="youden", choices=["youden", "sensitivity", "specificity"],
-                   help="threshold rule, applied to validation (default: youden)")
-    p.add_argument("--target", type=float, default=0.95, help="target for the sensitivity/specificity rule")
-    p.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples (default: 1000)")
-    p.add_argument("--split-name", help="manifest name under data/splits/ (default: default)")
+    for name in ("rule", "target", "n_resamples"):
+        add_option(p, "evaluation." + name)
     p.add_argument("--no-figures", action="store_true")
-    p.set_defaults(func=cmd_evaluate)
 
-    p = sub.add_parser("predict", help="run a trained model on your own images")
+    p = _subcommand(sub, "predict", "run a trained model on your own images", cmd_predict, data=False)
     p.add_argument("paths", nargs="+", help="image files, folders or globs")
     p.add_argument("--model", required=True, help="run folder models/<task>/<run-id>, or models/<task> for its newest run")
     p.add_argument("--out", help="results file (.csv or .json); default: CSV to stdout")
     p.add_argument("--gradcam", metavar="DIR", help="also write Grad-CAM overlays here")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--no-progress", action="store_true")
-    p.set_defaults(func=cmd_predict)
 
-    p = sub.add_parser("audit-shortcuts",
-                       help="shortcut and leakage probes, raw vs crop-mask (reports/audit/shortcuts.*)")
-    add_data_args(p)
-    p.add_argument("--tasks", nargs="+", default=["ct", "mri"], choices=["ct", "mri"])
-    p.add_argument("--backbone", default=Config.backbone, help="frozen feature extractor (default: %(default)s)")
-    p.add_argument("--image-size", type=int, default=Config.image_size)
-    p.add_argument("--seed", type=int, default=Config.seed)
-    p.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples (default: 1000)")
-    p.add_argument("--limit-per-class", type=int, help="at most this many images per split and class (quick run)")
-    p.add_argument("--workers", type=int, help="processes for text detection (default: all cores)")
-    p.add_argument("--split-name", help="manifest name under data/splits/ (default: default)")
+    p = _subcommand(sub, "audit-shortcuts", "shortcut and leakage probes, raw vs crop-mask "
+                    "(reports/audit/shortcuts.*)", cmd_audit_shortcuts)
+    add_option(p, "audit.tasks", choices=["ct", "mri"])
+    add_option(p, "backbone", help="frozen feature extractor")
+    for name in ("image_size", "seed", "audit.n_resamples", "audit.limit_per_class", "audit.workers"):
+        add_option(p, name)
     p.add_argument("--out", help="output folder (default: reports/audit)")
     p.add_argument("--no-examples", action="store_true", help="skip the mitigation example figure")
-    p.set_defaults(func=cmd_audit_shortcuts)
 
-    p = sub.add_parser("results", help="the results table from reports/*/metrics.json")
+    p = _subcommand(sub, "results", "the results table from reports/*/metrics.json", cmd_results, data=False)
     p.add_argument("--update-readme", action="store_true", help="rewrite README.md's results block")
-    p.set_defaults(func=cmd_results)
     return parser
 
 

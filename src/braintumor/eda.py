@@ -1,6 +1,6 @@
 """Exploratory views of the index: counts, sizes, intensities and de-identified samples.
 
-Images shown to a reader always pass through :func:`braintumor.audit.crop_mask` (head
+Images shown to a reader always pass through :func:`braintumor.preprocess.crop_mask.crop_mask` (head
 crop with overlay text masked): raw CT tumour images carry patient names.
 """
 from __future__ import annotations
@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .audit import crop_mask
-from .images import load_rgb, resize_pad
+from .preprocess.crop_mask import crop_mask
+from .data.images import load_rgb, resize_pad
 
 
 def class_counts(index: pd.DataFrame) -> pd.DataFrame:

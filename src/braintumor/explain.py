@@ -1,6 +1,6 @@
 """Grad-CAM: where in the image the evidence for a class comes from.
 
-Works for every classifier built by :func:`braintumor.training.build_classifier`, whatever
+Works for every classifier built by :func:`braintumor.models.classifier.build_classifier`, whatever
 the backbone: the backbone's output is its last convolutional feature map, so the map is
 taken there (the standard Grad-CAM layer) and the head (pooling + logits) is replayed
 on it under a ``tf.GradientTape``.

@@ -16,9 +16,11 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from .errors import BrainTumorError, ImageReadError
-from .images import is_image_file
-from .modelcard import load_run
-from .pipeline import load_prepared
+from .data.images import is_image_file
+from .metrics import apply_temperature
+from .models.classifier import LOGITS_LAYER
+from .models.modelcard import is_run, load_run
+from .preprocess import load_prepared
 
 
 def expand_inputs(inputs: list[str | Path]) -> list[Path]:
@@ -41,22 +43,19 @@ def expand_inputs(inputs: list[str | Path]) -> list[Path]:
 def resolve_run(path: str | Path) -> Path:
     """A run folder, or the newest run inside a task folder such as ``models/ct``."""
     p = Path(path)
-    if p.is_dir() and not (p / "model_card.json").is_file():
-        runs = sorted(d for d in p.iterdir() if (d / "model_card.json").is_file())
+    if p.is_dir() and not is_run(p):
+        runs = sorted(d for d in p.iterdir() if is_run(d))
         if runs:
             return runs[-1]  # run ids start with a timestamp
     return p
 
 
 def probabilities_from_logits(logits: np.ndarray, temperature: float, binary: bool) -> np.ndarray:
-    """Calibrated class probabilities, shape ``(N, K)`` (binary: ``[P(healthy), P(tumor)]``)."""
-    z = np.asarray(logits, dtype=np.float64) / temperature
-    if binary:
-        p = 1.0 / (1.0 + np.exp(-z.reshape(-1)))
-        return np.stack([1.0 - p, p], axis=1)
-    z = z - z.max(axis=1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=1, keepdims=True)
+    """Calibrated class probabilities, shape ``(N, K)`` (binary: ``[P(healthy), P(tumor)]``),
+    by :func:`braintumor.metrics.apply_temperature`, as evaluation calibrates them."""
+    z = np.asarray(logits, dtype=np.float64)
+    p = apply_temperature(z.reshape(-1) if binary else z, temperature, binary, kind="logits")
+    return np.stack([1.0 - p, p], axis=1) if binary else p
 
 
 @dataclass
@@ -72,7 +71,7 @@ class Predictor:
         import keras
 
         model, card = load_run(run_dir)
-        logits_model = keras.Model(model.input, model.get_layer("logits").output)
+        logits_model = keras.Model(model.input, model.get_layer(LOGITS_LAYER).output)
         return cls(logits_model, card, Path(run_dir))
 
     @property

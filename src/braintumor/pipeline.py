@@ -1,8 +1,8 @@
 """Images → model-ready arrays → tf.data datasets, with augmentation for training.
 
-Every image goes through :func:`prepare_image` (decode any mode to RGB, optional
-shortcut-removing preprocessing, aspect-preserving resize with black padding), in
-training, evaluation and :mod:`braintumor.inference` alike. Decoded arrays are cached on
+Every image goes through :func:`braintumor.preprocess.prepare_image` (decode any mode to
+RGB, optional shortcut-removing preprocessing, aspect-preserving resize with black
+padding), in training, evaluation and :mod:`braintumor.inference` alike. Decoded arrays are cached on
 disk (``data/cache/``, a memory-mapped ``.npy`` per image set), so every epoch after the
 first reads pixels from memory instead of decoding JPEGs; on 2 CPU cores decoding is
 the bottleneck, not the network.
@@ -10,53 +10,17 @@ the bottleneck, not the network.
 from __future__ import annotations
 
 import hashlib
-import os
 import re
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import pandas as pd
-from tqdm.auto import tqdm
 
-from .audit import crop_mask
 from .errors import BrainTumorError, ImageReadError
-from .images import load_rgb, resize_pad
-
-# Preprocessing applied to the decoded image before resizing. Models record the name in
-# their model card, so predict serves images exactly as the model was trained on them.
-def _unchanged(rgb: np.ndarray) -> np.ndarray:
-    return rgb
-
-
-PREPROCESSORS: dict[str, Callable[[np.ndarray], np.ndarray]] = {"none": _unchanged}
-
-
-def register_preprocessor(name: str, fn: Callable[[np.ndarray], np.ndarray]) -> None:
-    PREPROCESSORS[name] = fn
-
-
-# Head crop + overlay-text masking (braintumor.audit); registered here, where the registry
-# lives, so every process that prepares images (training, predict, pool workers) has it.
-register_preprocessor("crop-mask", crop_mask)
-
-
-def get_preprocessor(name: str) -> Callable[[np.ndarray], np.ndarray]:
-    try:
-        return PREPROCESSORS[name]
-    except KeyError:
-        raise BrainTumorError(
-            f"unknown preprocessing {name!r}; available: {sorted(PREPROCESSORS)}") from None
-
-
-def prepare_image(rgb: np.ndarray, size: int, preprocess: str = "none") -> np.ndarray:
-    """Decoded RGB → ``uint8 (size, size, 3)``: preprocessing, then resize and pad."""
-    return resize_pad(get_preprocessor(preprocess)(rgb), size)
-
-
-def load_prepared(path: str | Path, size: int, preprocess: str = "none") -> np.ndarray:
-    return prepare_image(load_rgb(path), size, preprocess)
+from .files import atomic_path, write_text_atomic
+from .parallel import parallel_map
+from .data.tasks import label_targets
+from .preprocess import load_prepared
 
 
 def _prepare_job(args: tuple[str, int, str]) -> np.ndarray | str:
@@ -77,23 +41,12 @@ def prepare_arrays(paths: list[str | Path], size: int, preprocess: str = "none",
     jobs = [(str(p), size, preprocess) for p in paths]
     out = np.empty((len(jobs), size, size, 3), dtype=np.uint8)
     failures: list[str] = []
-    workers = workers or os.cpu_count() or 1
-    if workers > 1 and len(jobs) > 64:
-        with ProcessPoolExecutor(max_workers=workers) as pool:
-            results = pool.map(_prepare_job, jobs, chunksize=32)
-            for i, r in enumerate(tqdm(results, total=len(jobs), desc=f"decoding {size}px",
-                                       disable=not progress, unit="img")):
-                if isinstance(r, str):
-                    failures.append(r)
-                else:
-                    out[i] = r
-    else:
-        for i, job in enumerate(tqdm(jobs, desc=f"decoding {size}px", disable=not progress)):
-            r = _prepare_job(job)
-            if isinstance(r, str):
-                failures.append(r)
-            else:
-                out[i] = r
+    for i, r in enumerate(parallel_map(_prepare_job, jobs, workers, desc=f"decoding {size}px",
+                                       progress=progress)):
+        if isinstance(r, str):
+            failures.append(r)
+        else:
+            out[i] = r
     if failures:
         raise BrainTumorError(f"{len(failures)} image(s) could not be read:\n  " + "\n  ".join(failures))
     return out
@@ -128,11 +81,9 @@ def cached_arrays(root: str | Path, rows: pd.DataFrame, size: int, preprocess: s
             if not found]
     if todo:
         arr[todo] = prepare_arrays([paths[i] for i in todo], size, preprocess, progress=progress)
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    tmp = cache.with_name(cache.name + ".tmp.npy")
-    np.save(tmp, arr)
-    tmp.replace(cache)
-    listing.write_text(listed)
+    with atomic_path(cache, suffix=".npy") as tmp:
+        np.save(tmp, arr)
+    write_text_atomic(listing, listed)
     return arr
 
 
@@ -180,9 +131,7 @@ def make_dataset(images: np.ndarray, y: np.ndarray, n_classes: int, batch_size: 
 
     images_t = tf.convert_to_tensor(np.asarray(images))
     y = np.asarray(y, dtype=np.int64)
-    labels = (y.astype(np.float32)[:, None] if n_classes == 2
-              else np.eye(n_classes, dtype=np.float32)[y])
-    labels_t = tf.convert_to_tensor(labels)
+    labels_t = tf.convert_to_tensor(label_targets(y, n_classes))
     ds = tf.data.Dataset.range(len(y))
     if training:
         ds = ds.shuffle(len(y), seed=seed, reshuffle_each_iteration=True)

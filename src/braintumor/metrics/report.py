@@ -1,0 +1,157 @@
+"""Evaluation reports: headline metrics with group-bootstrap CIs, as JSON-ready dicts,
+and their formatting."""
+from __future__ import annotations
+
+import math
+import numbers
+from typing import Callable, Mapping, Sequence
+
+import numpy as np
+
+from .bootstrap import BinaryMetricSet, BootstrapResult, MulticlassMetricSet, grouped_bootstrap
+from .calibration import reliability_curve
+from .classification import _PRF, _check_multiclass
+
+
+def jsonable(obj):
+    """Plain Python types for json.dumps; NaN/inf become None (strict JSON has no NaN)."""
+    if isinstance(obj, Mapping):
+        return {str(k): jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple, np.ndarray)):
+        return [jsonable(v) for v in obj]
+    if isinstance(obj, (bool, np.bool_)):
+        return bool(obj)
+    if isinstance(obj, numbers.Integral):
+        return int(obj)
+    if isinstance(obj, numbers.Real):
+        return float(obj) if math.isfinite(obj) else None
+    return obj
+
+
+def _ci_entries(boot: BootstrapResult, names: Sequence[str]) -> dict:
+    return {k: {"value": boot[k].value, "low": boot[k].low, "high": boot[k].high} for k in names}
+
+
+def _bootstrap_info(boot: BootstrapResult) -> dict:
+    return {
+        "unit": "duplicate group",
+        "method": "percentile",
+        "n_resamples": boot.n_resamples,
+        "seed": boot.seed,
+        "alpha": boot.alpha,
+        "n_skipped": {k: v for k, v in boot.n_skipped.items() if v},
+    }
+
+
+BINARY_HEADLINE = ("accuracy", "balanced_accuracy", "sensitivity", "specificity", "ppv", "npv", "f1",
+                   "roc_auc", "pr_auc", "brier", "specificity_at_sensitivity", "ece")
+MULTICLASS_HEADLINE = ("accuracy", "balanced_accuracy", "macro_precision", "macro_recall", "macro_f1",
+                       "weighted_precision", "weighted_recall", "weighted_f1", "macro_auc_ovr",
+                       "log_loss", "ece")
+
+
+def evaluate_binary(
+    y_true,
+    p,
+    groups,
+    threshold: float | Mapping,
+    n_resamples: int = 1000,
+    seed: int = 0,
+    *,
+    alpha: float = 0.05,
+    sens_target: float = 0.95,
+    n_bins: int = 15,
+) -> dict:
+    """JSON-ready test report for a binary task, CIs from the grouped bootstrap.
+
+    ``threshold`` is a number or the dict from :func:`choose_threshold` (chosen on
+    validation), which is then recorded in the report; it is applied as is.
+    ``metrics`` maps each headline metric to {"value", "low", "high"}; undefined
+    values are None.
+    """
+    if isinstance(threshold, Mapping):
+        chosen = dict(threshold)
+    else:
+        chosen = {"threshold": float(threshold), "rule": "fixed"}
+    metric_set = BinaryMetricSet(float(chosen["threshold"]), sens_target, n_bins)
+    boot = grouped_bootstrap(metric_set, y_true, p, groups, n_resamples, seed, alpha)
+    y = np.asarray(y_true)
+    return jsonable({
+        "task": "binary",
+        "n_images": boot.n_images,
+        "n_groups": boot.n_groups,
+        "n_tumor": int((y == 1).sum()),
+        "n_healthy": int((y == 0).sum()),
+        "threshold": chosen,
+        "sens_target": sens_target,
+        "confusion_matrix": {k: int(boot[k].value) for k in ("tn", "fp", "fn", "tp")},
+        "metrics": _ci_entries(boot, BINARY_HEADLINE),
+        "reliability": reliability_curve(y_true, p, n_bins),
+        "bootstrap": _bootstrap_info(boot),
+    })
+
+
+def evaluate_multiclass(
+    y_true,
+    probs,
+    classes: Sequence[str],
+    groups,
+    n_resamples: int = 1000,
+    seed: int = 0,
+    *,
+    alpha: float = 0.05,
+    n_bins: int = 15,
+) -> dict:
+    """JSON-ready test report for a multi-class task, CIs from the grouped bootstrap.
+
+    ``metrics`` holds the headline metrics and ``per_class[name]`` precision, recall,
+    F1 and one-vs-rest AUC, each as {"value", "low", "high"}, plus the support.
+    """
+    y, q = _check_multiclass(y_true, probs, classes)
+    metric_set = MulticlassMetricSet(tuple(classes), n_bins)
+    boot = grouped_bootstrap(metric_set, y, q, groups, n_resamples, seed, alpha)
+    full = metric_set(y, q)
+    return jsonable({
+        "task": "multiclass",
+        "classes": list(classes),
+        "n_images": boot.n_images,
+        "n_groups": boot.n_groups,
+        "confusion_matrix": full["confusion_matrix"],
+        "metrics": _ci_entries(boot, MULTICLASS_HEADLINE),
+        "per_class": {
+            name: {**_ci_entries(boot, [f"{m}/{name}" for m in (*_PRF, "auc")]),
+                   "support": full[f"support/{name}"]}
+            for name in classes
+        },
+        "reliability": reliability_curve(y, q, n_bins),
+        "bootstrap": _bootstrap_info(boot),
+    })
+
+
+def breakdown_by(report_fn: Callable, key, y_true, scores, groups) -> dict:
+    """``report_fn(y, scores, groups)`` on the images of each distinct ``key`` value.
+
+    E.g. the pooled CT+MRI task per modality::
+
+        breakdown_by(functools.partial(evaluate_binary, threshold=chosen), modality, y, p, groups)
+
+    Each subgroup is bootstrapped on its own duplicate groups. Keys become strings.
+    """
+    key = np.asarray(key)
+    y, s, g = np.asarray(y_true), np.asarray(scores), np.asarray(groups)
+    if key.shape[0] != y.shape[0]:
+        raise ValueError(f"{key.shape[0]} keys for {y.shape[0]} images")
+    return {str(k): report_fn(y[key == k], s[key == k], g[key == k]) for k in np.unique(key)}
+
+
+def format_ci(value, low, high, digits: int = 3, percent: bool = False) -> str:
+    """``"0.953 [0.941, 0.965]"``; with ``percent=True`` ``"95.3% [94.1%, 96.5%]"``
+    (``digits`` then counts decimals of the percentage). None/NaN print as ``n/a``,
+    so a report entry can be passed as ``format_ci(**report["metrics"]["f1"])``.
+    """
+    scale, unit = (100.0, "%") if percent else (1.0, "")
+
+    def one(x) -> str:
+        return "n/a" if x is None or not math.isfinite(x) else f"{x * scale:.{digits}f}{unit}"
+
+    return f"{one(value)} [{one(low)}, {one(high)}]"

@@ -1,0 +1,101 @@
+"""The README's generated blocks: results, shortcut audit (and, from ``benchmarks.readme``,
+performance), each between ``<!-- name:start -->`` and ``<!-- name:end -->`` markers.
+
+Every number in those blocks comes from a committed report, never typed by hand:
+``braintumor results --update-readme`` rewrites them from ``reports/``.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from ..config import result_name
+from ..errors import BrainTumorError
+from ..metrics import format_ci
+from ..models.modelcard import CARD_NAME, training_schedule
+
+
+def _schedule(report: dict, models_path: Path) -> str:
+    """The report's schedule; reports written before it was recorded read the model card."""
+    if report.get("schedule"):
+        return report["schedule"]
+    card = models_path / result_name(report["task"], report["preprocess"]) / report["run_id"] / CARD_NAME
+    return training_schedule(json.loads(card.read_text())) if card.is_file() else "—"
+
+
+def results_table(reports_path: str | Path, models_path: str | Path | None = None) -> str:
+    """A Markdown table of every ``reports/*/metrics.json`` (test split, 95% group-bootstrap CIs)."""
+    models_path = Path(models_path) if models_path else Path(reports_path).parent / "models"
+    rows = []
+    for path in sorted(Path(reports_path).glob("*/metrics.json")):
+        r = json.loads(path.read_text())
+        if r.get("quick"):
+            continue  # smoke runs are not results
+        m = r["test"]["metrics"]
+
+        def ci(name: str) -> str:
+            e = m.get(name)
+            return format_ci(e["value"], e["low"], e["high"]) if e else "—"
+
+        thr = r["threshold"]["threshold"] if r.get("threshold") else None
+        rows.append(
+            f"| {r['task']} | {r['preprocess']} | {r['backbone']} | {_schedule(r, models_path)} "
+            f"| {r['test']['n_images']} "
+            f"({r['test']['n_groups']}) | {ci('accuracy')} | {ci('sensitivity')} | {ci('specificity')} "
+            f"| {ci('roc_auc') if 'roc_auc' in m else ci('macro_auc_ovr')} "
+            f"| {r['calibration']['test_ece_before']:.3f} → {r['calibration']['test_ece_after']:.3f} "
+            f"| {'—' if thr is None else f'{thr:.3f}'} |")
+    header = ("| task | preprocessing | backbone | training | test images (groups) | accuracy | "
+              "sensitivity | specificity | AUC | ECE raw → calibrated | threshold |\n"
+              "|---|---|---|---|---|---|---|---|---|---|---|")
+    return "\n".join([header, *rows]) if rows else "_No evaluated runs yet._"
+
+
+def replace_block(text: str, name: str, content: str, where: str = "README.md") -> str:
+    """``text`` with the lines between ``<!-- name:start -->`` and ``<!-- name:end -->`` replaced."""
+    start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
+    if start not in text or end not in text:
+        raise BrainTumorError(f"{where}: no {start} … {end} block to fill")
+    head, rest = text.split(start, 1)
+    _, tail = rest.split(end, 1)
+    return f"{head}{start}\n{content}\n{end}{tail}"
+
+
+def markdown_table(headers: list[str], rows: list[list[str]]) -> str:
+    """A GitHub Markdown table."""
+    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows])
+
+
+def shortcut_table(report_path: str | Path) -> str:
+    """The shortcut audit (``reports/audit/shortcuts.json``) as a Markdown table."""
+    from ..audit.probes import probe_table
+
+    path = Path(report_path)
+    if not path.is_file():
+        return "_No shortcut audit yet: run `braintumor audit-shortcuts`._"
+    report = json.loads(path.read_text())
+    table = probe_table(report)
+    table_text = markdown_table(list(table.columns),
+                                [[str(v) if v else "—" for v in row] for row in table.itertuples(index=False)])
+    chance = [f"{task} {r['raw']['full']['chance_accuracy']:.3f}" for task, r in report["tasks"].items()
+              if r["raw"]["full"].get("chance_accuracy") is not None]
+    chance_line = (f"\n\nChance level (majority-class share of each test split): {', '.join(chance)}."
+                   if chance else "")
+    counts = report.get("text_detection", {}).get("per_class", {})
+    text = ("\n\nBurned-in text detected on the original images: " + ", ".join(
+        f"{name} {c['with_text']:,} of {c['images']:,}" for name, c in counts.items()) + ".") if counts else ""
+    return table_text + chance_line + text
+
+
+def update_readme(readme: str | Path, reports_path: str | Path) -> bool:
+    """Fill the README's generated blocks — ``results`` (:func:`results_table`) and, when the
+    README has one, ``shortcuts`` (:func:`shortcut_table`); True if anything changed."""
+    readme, reports_path = Path(readme), Path(reports_path)
+    text = readme.read_text()
+    new = replace_block(text, "results", results_table(reports_path), str(readme))
+    if "<!-- shortcuts:start -->" in new:
+        new = replace_block(new, "shortcuts", shortcut_table(reports_path / "audit" / "shortcuts.json"),
+                            str(readme))
+    readme.write_text(new)
+    return new != text

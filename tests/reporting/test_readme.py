@@ -1,0 +1,112 @@
+"""README's generated blocks: results table, shortcut table, performance tables."""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from braintumor.errors import BrainTumorError
+from braintumor.reporting.readme import replace_block, results_table, shortcut_table, update_readme
+from braintumor.audit.probes import PROBE_TITLES, permutation_control
+from braintumor.config import Config
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `import benchmarks` from the checkout
+
+
+def ci(value, low, high):
+    return {"value": value, "low": low, "high": high}
+
+
+def metrics_report(task="ct", preprocess="none", accuracy=0.9, quick=False, schedule="224 px"):
+    m = {k: ci(accuracy, accuracy - 0.02, accuracy + 0.02)
+         for k in ("accuracy", "sensitivity", "specificity", "roc_auc")}
+    return {"run_id": "20260101-000000-x", "task": task, "preprocess": preprocess,
+            "backbone": "efficientnet_lite0", "quick": quick, "schedule": schedule,
+            "threshold": {"threshold": 0.42}, "calibration": {"test_ece_before": 0.05, "test_ece_after": 0.02},
+            "test": {"n_images": 100, "n_groups": 90, "metrics": m}}
+
+
+def write(path: Path, payload: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(payload))
+
+
+def test_results_table_lists_raw_and_mitigated_runs_and_skips_quick_ones(tmp_path):
+    reports = tmp_path / "reports"
+    write(reports / "ct" / "metrics.json", metrics_report(accuracy=0.97))
+    write(reports / "ct-crop-mask" / "metrics.json", metrics_report(preprocess="crop-mask", accuracy=0.91))
+    write(reports / "mri" / "metrics.json", metrics_report(task="mri", quick=True))
+    table = results_table(reports)
+    lines = table.splitlines()
+    assert len(lines) == 4  # header, rule, two real runs; the quick run is not a result
+    assert "| ct | none |" in lines[2] and "0.970 [0.950, 0.990]" in lines[2]
+    assert "| ct | crop-mask |" in lines[3] and "0.910 [0.890, 0.930]" in lines[3]
+    assert all(line.count("|") == lines[0].count("|") for line in lines)
+
+
+def test_results_table_reads_the_schedule_from_the_model_card_of_older_reports(tmp_path):
+    report = metrics_report(preprocess="crop-mask")
+    del report["schedule"]
+    write(tmp_path / "reports" / "ct-crop-mask" / "metrics.json", report)
+    card = {"image_size": 160, "training": {"config": {"lr_finetune": 1e-4},
+                                            "epochs_run": {"frozen": 12, "finetune": 3}}}
+    write(tmp_path / "models" / "ct-crop-mask" / report["run_id"] / "model_card.json", card)
+    assert "160 px, head 12 + fine-tune 3 ep, lr 0.0001" in results_table(tmp_path / "reports")
+
+
+def shortcut_report() -> dict:
+    probe = {"accuracy": ci(0.95, 0.93, 0.97), "roc_auc": ci(0.99, 0.98, 1.0), "chance_accuracy": 0.6}
+    raw = {name: probe for name in PROBE_TITLES}
+    # The real control's shape (it carries extra keys: interval, single permutations).
+    y = np.repeat([0, 1], 60)
+    rows = pd.DataFrame({"path": [f"img{i}" for i in range(120)], "y": y, "group": [f"g{i}" for i in range(120)],
+                         "split": np.tile(np.array(["train"] * 30 + ["val"] * 15 + ["test"] * 15), 2)})
+    features = np.random.default_rng(0).normal(size=(120, 5)) + y[:, None]
+    raw["permutation"] = permutation_control(features, rows, Config().replace(audit={"n_resamples": 50, "c_grid": (1.0,)}))
+    mitigated = {name: probe for name in PROBE_TITLES if name not in ("permutation", "leakage")}
+    return {"tasks": {"ct": {"raw": raw, "mitigated": mitigated}},
+            "text_detection": {"per_class": {"CT tumor": {"images": 2318, "with_text": 1500}}}}
+
+
+def test_update_readme_fills_both_blocks_and_keeps_the_rest(tmp_path):
+    reports = tmp_path / "reports"
+    write(reports / "ct" / "metrics.json", metrics_report())
+    write(reports / "audit" / "shortcuts.json", shortcut_report())
+    readme = tmp_path / "README.md"
+    readme.write_text("intro\n<!-- results:start -->\nSTALE\n<!-- results:end -->\nmiddle\n"
+                      "<!-- shortcuts:start -->\nSTALE\n<!-- shortcuts:end -->\nend\n")
+    assert update_readme(readme, reports) is True
+    text = readme.read_text()
+    assert text.startswith("intro\n") and "\nmiddle\n" in text and text.endswith("end\n")
+    assert "STALE" not in text
+    assert "| ct | 1 full image | 0.950 [0.930, 0.970] |" in text
+    assert "| ct | 7 label permutation |" in text and "| — | — |" in text  # no mitigated permutation
+    assert "CT tumor 1,500 of 2,318" in text
+    assert "majority-class share of each test split): ct 0.600." in text
+    assert update_readme(readme, reports) is False  # idempotent
+
+
+def test_missing_block_and_missing_audit_are_explained(tmp_path):
+    with pytest.raises(BrainTumorError, match="no <!-- results:start -->"):
+        replace_block("no markers here", "results", "x", "README.md")
+    assert "braintumor audit-shortcuts" in shortcut_table(tmp_path / "absent.json")
+
+
+def test_performance_section_renders_full_reports_and_ignores_smoke_ones(tmp_path):
+    from benchmarks import readme as bench_readme
+
+    machine = {"cpu": "Test CPU", "usable_cores": 2, "logical_cores": 2, "ram_gb": 8, "gpus": [],
+               "tensorflow": "x", "keras": "x", "python": "3", "os": "linux"}
+    base = {"created": "2026-11-28T00:00:00+00:00", "machine": machine, "other_processes_running": [],
+            "table": {"headers": ["pipeline", "images/s"], "rows": [["ours", "900"], ["baseline", "300"]]},
+            "ratios": {"ours / baseline (cached epochs)": 3.0}, "notes": ["a note"]}
+    write(tmp_path / "input_pipeline.json", {**base, "title": "Input pipeline", "smoke": False})
+    write(tmp_path / "training.json", {**base, "title": "Smoke only", "smoke": True})
+    text = bench_readme.performance_section(tmp_path)
+    assert "**Input pipeline**" in text and "| ours | 900 |" in text and "**3.00×**" in text
+    assert "Test CPU" in text and "a note" in text and "Smoke only" not in text
+    assert "No benchmark reports" in bench_readme.performance_section(tmp_path / "empty")
