@@ -1,0 +1,52 @@
+"""The one settings tree: round trip through model cards, nested sections, and the CLI
+options generated from it."""
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import pytest
+
+from braintumor.cli import build_parser, config_from_args
+from braintumor.config import AuditSettings, Config, EvaluationSettings
+
+
+def test_defaults_are_the_published_schedule():
+    cfg = Config()
+    assert (cfg.lr_finetune, cfg.epochs_finetune, cfg.epochs_frozen) == (2e-4, 4, 60)
+    assert cfg.audit == AuditSettings() and cfg.evaluation == EvaluationSettings()
+
+
+def test_round_trip_through_json_and_older_cards():
+    cfg = Config(task="mri", split_fractions=(0.6, 0.2, 0.2)).replace(audit={"limit_per_class": 7})
+    back = Config.from_dict(json.loads(json.dumps(cfg.to_dict())))
+    assert back == cfg
+    old_card = {k: v for k, v in cfg.to_dict().items() if k not in ("audit", "evaluation")}
+    old_card["no_longer_a_field"] = 1
+    assert Config.from_dict(old_card).audit == AuditSettings()
+
+
+def parse(*argv) -> Config:
+    return config_from_args(build_parser().parse_args(list(argv)))
+
+
+def test_cli_options_come_from_config_fields():
+    assert parse("train", "--task", "ct") == Config()  # options left out keep the defaults
+    cfg = parse("train", "--task", "mri", "--quick", "--no-augment", "--random-weights",
+                "--lr-finetune", "1e-3", "--split-name", "other", "--data-dir", "/x")
+    assert (cfg.task, cfg.quick, cfg.augment, cfg.weights, cfg.lr_finetune) == ("mri", True, False, None, 1e-3)
+    assert (cfg.split_name, cfg.data_dir) == ("other", "/x")
+    cfg = parse("audit-shortcuts", "--limit-per-class", "40", "--resamples", "200", "--tasks", "ct")
+    assert cfg.audit == dataclasses.replace(AuditSettings(), limit_per_class=40, n_resamples=200, tasks=("ct",))
+    cfg = parse("evaluate", "--model", "m", "--resamples", "100", "--rule", "sensitivity")
+    assert cfg.evaluation == EvaluationSettings(rule="sensitivity", n_resamples=100)
+    assert parse("split", "--fractions", "0.6", "0.2", "0.2").split_fractions == (0.6, 0.2, 0.2)
+
+
+def test_every_data_command_takes_split_name():
+    parser = build_parser()
+    for command in ("index", "audit-duplicates", "split", "train", "evaluate", "audit-shortcuts"):
+        extra = {"train": ["--task", "ct"], "evaluate": ["--model", "m"]}.get(command, [])
+        assert config_from_args(parser.parse_args([command, *extra, "--split-name", "s"])).split_name == "s"
+    with pytest.raises(SystemExit):
+        parser.parse_args(["evaluate", "--model", "m", "--rule", "nonsense"])
