@@ -41,15 +41,19 @@ class ManifestRef:
 @dataclass
 class Split:
     """A task's rows of one split (all splits when ``name`` is None), with label ``y``;
-    :attr:`images` decodes them on first use (``config``'s image size and preprocessing)."""
+    :attr:`images` decodes them (and :attr:`root` locates the dataset) on first use (``config``'s image size and preprocessing)."""
 
     config: Config
     task: Task
     name: str | None
     rows: pd.DataFrame
-    root: Path
     manifest: ManifestRef
     progress: bool = True
+
+    @functools.cached_property
+    def root(self) -> Path:
+        """The dataset root (located on first use: rows alone do not need the images)."""
+        return locate_dataset(config=self.config)
 
     @property
     def y(self) -> np.ndarray:
@@ -92,5 +96,4 @@ def load_split(config: Config, split: str | None, task: str | Task | None = None
         rows = stratified_subset(rows, per_class, config.seed if seed is None else seed, by=by)
         if split is None:
             rows = rows.sort_values("path").reset_index(drop=True)  # the manifest's order
-    return Split(config, task, split, rows, locate_dataset(config=config), ManifestRef.of(config, manifest),
-                 progress)
+    return Split(config, task, split, rows, ManifestRef.of(config, manifest), progress)
