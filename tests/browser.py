@@ -53,7 +53,7 @@ def make_tiny_run(models_dir: Path, task: str = "mri", temperature: float = 1.5,
     backbone, so Grad-CAM works) and a model card like training writes: built in seconds."""
     import keras
 
-    from braintumor.training import build_classifier
+    from braintumor.models.classifier import build_classifier
 
     keras.utils.set_random_seed(0)
     inputs = keras.Input((None, None, 3))

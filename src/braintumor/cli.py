@@ -312,6 +312,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="output folder (default: reports/audit)")
     p.add_argument("--no-examples", action="store_true", help="skip the mitigation example figure")
 
+    from . import serve  # light: Streamlit and TensorFlow load only when the app starts
+
+    serve.add_parser(sub)
+
     p = _subcommand(sub, "results", "the results table from reports/*/metrics.json", cmd_results, data=False)
     p.add_argument("--update-readme", action="store_true", help="rewrite README.md's results block")
     return parser

@@ -30,12 +30,9 @@ if __name__ == "__main__":  # run by Streamlit, which puts this file's folder fi
     _HERE = Path(__file__).resolve().parent
     sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
 
-# Package imports: every one is here, so modules can be re-pathed in one place.
-from braintumor.inference import Predictor, resolve_run, write_gradcams
-from braintumor.modelcard import read_card
-
-CARD_NAME = "model_card.json"
-MODEL_NAME = "model.keras"
+# The model card module is light; inference (pandas, TensorFlow) is imported where used,
+# so registering `serve` on the CLI costs nothing.
+from braintumor.models.modelcard import CARD_NAME, MODEL_NAME, read_card  # noqa: E402
 TRAIN_COMMAND = "braintumor train --task mri --epochs-finetune 0"
 BANNER = "Research code, not a medical device"
 DEFAULT_HOST = "127.0.0.1"
@@ -70,6 +67,8 @@ def default_models_dir(model: str | Path | None = None) -> Path:
     ``$BRAINTUMOR_ROOT/models``, else ``./models``."""
     if model:
         p = Path(model)
+        from braintumor.inference import resolve_run
+
         run = resolve_run(p)
         if (run / CARD_NAME).is_file():
             return run.parent.parent
@@ -83,6 +82,8 @@ def default_run(runs: list[Path], model: str | Path | None) -> Path | None:
     """The run ``--model`` names (newest run of a task folder), if it is among ``runs``."""
     if not model:
         return None
+    from braintumor.inference import resolve_run
+
     wanted = resolve_run(model).resolve()
     return next((r for r in runs if r.resolve() == wanted), None)
 
@@ -172,7 +173,7 @@ def describe(row: dict, card: dict) -> dict:
             "calibration_text": calibration}
 
 
-def analyse(predictor: Predictor, files: list[tuple[str, bytes]]) -> list[dict]:
+def analyse(predictor: "Predictor", files: list[tuple[str, bytes]]) -> list[dict]:
     """Predict every uploaded ``(name, bytes)`` and draw Grad-CAM for the readable ones.
 
     One dict per file, in order: ``name``, the prediction row's columns (``error`` is
@@ -196,6 +197,8 @@ def analyse(predictor: Predictor, files: list[tuple[str, bytes]]) -> list[dict]:
             if not row["error"]:
                 row["thumbnail"] = _thumbnail(data)
                 try:
+                    from braintumor.inference import write_gradcams
+
                     written = write_gradcams(predictor, df.iloc[[i]], Path(tmp) / "gradcam" / f"{i:04d}")
                     row["gradcam"] = written[0].read_bytes() if written else None
                 except Exception as e:  # noqa: BLE001 - the prediction stands without its heat-map
@@ -370,7 +373,9 @@ def _rule_text(rule) -> str:
 
 def _cached_analysis(st):
     @st.cache_resource(show_spinner="Loading the model…", max_entries=2)
-    def load(run_dir: str) -> Predictor:
+    def load(run_dir: str):
+        from braintumor.inference import Predictor
+
         return Predictor.load(run_dir)
 
     @st.cache_data(show_spinner=False, max_entries=16)
