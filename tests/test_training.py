@@ -43,8 +43,11 @@ def _head(rng, tumour: bool, blob_class: int | None = None) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def separable(tmp_path_factory):
-    """A synthetic dataset in Kaggle layout, its manifest, and a project root."""
-    base = tmp_path_factory.mktemp("separable")
+    return make_separable(tmp_path_factory.mktemp("separable"))
+
+
+def make_separable(base: Path) -> dict:
+    """A synthetic dataset in Kaggle layout, its manifest, and a project root under ``base``."""
     root = base / "Dataset"
     rng = np.random.default_rng(7)
     layout = {("Brain Tumor CT scan Images", "Healthy"): [("ct_healthy", None)] * 36,

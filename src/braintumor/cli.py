@@ -261,7 +261,7 @@ def _train_options(p: argparse.ArgumentParser) -> None:
     add_option(p, "quick")
     p.add_argument("--epochs", type=int, help="fine-tuning epochs (same as --epochs-finetune)")
     for name in ("epochs_frozen", "epochs_finetune", "image_size", "batch_size", "lr_frozen", "lr_finetune",
-                 "finetune_fraction", "preprocess", "augment", "seed"):
+                 "finetune_fraction", "preprocess", "recipe", "lesion_copies", "augment", "seed"):
         add_option(p, name)
     p.add_argument("--verbose", type=int, default=1, choices=[0, 1, 2], help="Keras verbosity")
 

@@ -95,6 +95,10 @@ class Config:
     dropout: float = _opt(0.2, "dropout before the head")
     augment: bool = _opt(True, "augment training images in phase 2")
     preprocess: str = _opt("none", "image preprocessing before resizing: none or crop-mask")
+    recipe: str = _opt("none", "training recipe: none, or lesions (adds synthetic-lesion copies of "
+                       "healthy training images, labelled tumour; binary tasks)",
+                       choices=("none", "lesions"))
+    lesion_copies: int = _opt(1, "synthetic-lesion copies per healthy training image (recipe lesions)")
     seed: int = _opt(1337, "random seed")
     quick: bool = _opt(False, "small stratified subset and few epochs (smoke run)")
     quick_per_class: int = _opt(60, "training images per class in a quick run")
@@ -184,13 +188,15 @@ def _from_dict(cls, d: dict):
     return cls(**kwargs)
 
 
-def result_name(task: str, preprocess: str = "none") -> str:
-    """Folder name of a task's runs and reports: ``ct`` for raw images, ``ct-crop-mask`` else.
+def result_name(task: str, preprocess: str = "none", recipe: str = "none") -> str:
+    """Folder name of a task's runs and reports: ``ct`` for raw images and the plain recipe,
+    ``ct-crop-mask`` with preprocessing, ``ct-crop-mask-lesions`` with a training recipe too.
 
-    Raw and mitigated models of one task live apart, so ``--model models/ct`` never picks a
-    model trained on different preprocessing just because it is newer.
+    Models of one task made differently live apart, so ``--model models/ct`` never picks a
+    model trained on different preprocessing or recipe just because it is newer.
     """
-    return task if preprocess in ("none", "", None) else f"{task}-{preprocess}"
+    parts = [task] + [p for p in (preprocess, recipe) if p not in ("none", "", None)]
+    return "-".join(parts)
 
 
 def scratch_root(source: Config | None = None) -> Path:

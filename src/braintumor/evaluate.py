@@ -27,7 +27,7 @@ from .study import Split, load_split, quick_per_class
 
 def report_dir(config: Config, card: dict) -> Path:
     """``reports/<task>/`` for raw-image models, ``reports/<task>-<preprocess>/`` otherwise."""
-    return config.reports_path / result_name(card["task"], card["preprocess"])
+    return config.reports_path / result_name(card["task"], card["preprocess"], card.get("recipe", "none"))
 
 
 def _split(config: Config, card: dict, name: str, progress: bool) -> Split:
@@ -94,7 +94,8 @@ def evaluate_run(run_dir: str | Path, config: Config | None = None, figures: boo
     report = {
         "run_id": card["run_id"], "task": task.name, "classes": list(task.classes),
         "backbone": card["backbone"].get("name"), "weights": card["backbone"].get("weights"),
-        "preprocess": card["preprocess"], "image_size": int(card["image_size"]),
+        "preprocess": card["preprocess"], "recipe": card.get("recipe", "none"),
+        "image_size": int(card["image_size"]),
         "quick": bool(card.get("training", {}).get("config", {}).get("quick")),
         "schedule": training_schedule(card),
         "calibration": _calibration(y_val, p_val_raw, p_val, y_test, p_test_raw, p_test, temperature),

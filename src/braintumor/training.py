@@ -36,20 +36,53 @@ LIMITATIONS = [
 
 @dataclass
 class TrainingData:
-    """The two splits one run trains and validates on."""
+    """The two splits one run trains and validates on, plus any synthetic images the
+    recipe adds to them (``{"train": (images, y), "val": (images, y)}``)."""
 
     train: Split
     val: Split
+    synthetic: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
 
     @property
     def task(self) -> Task:
         return self.train.task
 
+    def arrays(self, split: str) -> tuple[np.ndarray, np.ndarray]:
+        """``(images, y)`` of ``split`` with the recipe's synthetic images appended."""
+        real = getattr(self, split)
+        if split not in self.synthetic:
+            return real.images, real.y
+        images, y = self.synthetic[split]
+        return np.concatenate([real.images, images]), np.concatenate([real.y, y])
+
+
+def synthetic_lesions(split: Split, config: Config) -> tuple[np.ndarray, np.ndarray]:
+    """The ``lesions`` recipe: lesioned copies of the split's healthy images, labelled tumour.
+
+    Each pair (healthy slice, same slice with a lesion) shares every source cue, so it can
+    only be told apart by the lesion (see :mod:`braintumor.lesions`)."""
+    from .lesions import synthesize
+
+    task = split.task
+    if not task.binary:
+        raise ValueError(f"recipe 'lesions' needs a healthy/tumour task, not {task.name!r}")
+    healthy = np.flatnonzero(split.y == task.classes.index("healthy"))
+    seed = config.seed + (0 if split.name == "train" else 1)
+    images, _ = synthesize(split.images[healthy], config.lesion_copies, seed)
+    return images, np.full(len(images), task.classes.index("tumor"), dtype=split.y.dtype)
+
 
 def load_training_data(config: Config, progress: bool = True) -> TrainingData:
-    """The task's train/val rows of the committed manifest (quick subsets in a quick run)."""
-    return TrainingData(load_split(config, "train", progress=progress),
+    """The task's train/val rows of the committed manifest (quick subsets in a quick run);
+    with recipe ``lesions``, synthetic lesioned copies of healthy images in both splits
+    (validation too, so early stopping rewards seeing lesions, not only the source)."""
+    data = TrainingData(load_split(config, "train", progress=progress),
                         load_split(config, "val", progress=progress))
+    if config.recipe == "lesions":
+        data.synthetic = {name: synthetic_lesions(getattr(data, name), config) for name in ("train", "val")}
+    elif config.recipe != "none":
+        raise ValueError(f"unknown recipe {config.recipe!r}; available: none, lesions")
+    return data
 
 
 def distribution_strategy():
@@ -106,7 +139,7 @@ def train_head_on_features(model, f_train, y_train, f_val, y_val, n_classes: int
 
 def new_run_id(config: Config) -> str:
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    tag = f"-{config.preprocess}" if config.preprocess != "none" else ""
+    tag = "".join(f"-{v}" for v in (config.preprocess, config.recipe) if v != "none")
     return f"{stamp}-{Path(config.backbone).stem}{tag}{'-quick' if config.quick else ''}"
 
 
@@ -140,11 +173,12 @@ class _Run:
 def _phase1(model, data: TrainingData, config: Config, run: _Run, verbose: int) -> None:
     """The head on cached pooled features of the frozen backbone."""
     n_classes = len(data.task.classes)
+    (x_train, y_train), (x_val, y_val) = data.arrays("train"), data.arrays("val")
     t0 = time.perf_counter()
-    f_train = extract_features(model, data.train.images, config.batch_size, verbose)
-    f_val = extract_features(model, data.val.images, config.batch_size, verbose)
+    f_train = extract_features(model, x_train, config.batch_size, verbose)
+    f_val = extract_features(model, x_val, config.batch_size, verbose)
     run.seconds["extract"] = time.perf_counter() - t0
-    run.histories["frozen"] = train_head_on_features(model, f_train, data.train.y, f_val, data.val.y,
+    run.histories["frozen"] = train_head_on_features(model, f_train, y_train, f_val, y_val,
                                                      n_classes, config, verbose)
     run.seconds["phase1"] = time.perf_counter() - t0
 
@@ -159,17 +193,17 @@ def _phase2(model, backbone, strategy, data: TrainingData, config: Config, run_d
     run.histories["finetune"], run.seconds["phase2"] = {}, 0.0
     if config.epochs_finetune <= 0 or config.finetune_fraction <= 0:
         return
-    n_classes, y_train = len(data.task.classes), data.train.y
+    n_classes = len(data.task.classes)
+    (x_train, y_train), (x_val, y_val) = data.arrays("train"), data.arrays("val")
     with strategy.scope():
         run.finetuned_layers = unfreeze_top(backbone, config.finetune_fraction)
         steps = config.epochs_finetune * int(np.ceil(len(y_train) / config.batch_size))
         schedule = keras.optimizers.schedules.CosineDecay(config.lr_finetune, steps, alpha=0.05)
         loss, metrics = loss_and_metrics(n_classes)
         model.compile(optimizer=keras.optimizers.Adam(schedule), loss=loss, metrics=metrics)
-    train_ds = make_dataset(data.train.images, y_train, n_classes, config.batch_size, training=True,
+    train_ds = make_dataset(x_train, y_train, n_classes, config.batch_size, training=True,
                             seed=config.seed, augment=config.augment)
-    val_ds = make_dataset(data.val.images, data.val.y, n_classes, config.batch_size, training=False,
-                          seed=config.seed)
+    val_ds = make_dataset(x_val, y_val, n_classes, config.batch_size, training=False, seed=config.seed)
     t0 = time.perf_counter()
     hist = model.fit(train_ds, validation_data=val_ds, epochs=config.epochs_finetune, shuffle=False,
                      class_weight=class_weights(y_train, n_classes),
@@ -188,7 +222,7 @@ def train(config: Config, data: TrainingData | None = None, verbose: int = 1) ->
     keras.utils.set_random_seed(config.seed)
     data = data or load_training_data(config, progress=verbose > 0)
     task, n_classes = data.task, len(data.task.classes)
-    run_dir = config.models_path / result_name(task.name, config.preprocess) / new_run_id(config)
+    run_dir = config.models_path / result_name(task.name, config.preprocess, config.recipe) / new_run_id(config)
     run_dir.mkdir(parents=True, exist_ok=True)
 
     run = _Run()
@@ -234,6 +268,8 @@ def model_card(config: Config, data: TrainingData, run: _Run, run_id: str, histo
     """The run's ``model_card.json`` (threshold and temperature are filled in by evaluate)."""
     task, y_train = data.task, data.train.y
     epochs_run = {phase: len(run.histories[phase].get("loss", [])) for phase in ("frozen", "finetune")}
+    n_synthetic = {name: int(len(data.synthetic[name][1])) if name in data.synthetic else 0
+                   for name in ("train", "val")}
     return {
         "schema": modelcard.CARD_SCHEMA,
         "name": f"braintumor-{task.name}",
@@ -246,6 +282,7 @@ def model_card(config: Config, data: TrainingData, run: _Run, run_id: str, histo
         "input": "RGB uint8 decoded by braintumor.data.images.load_rgb, resized keeping aspect and "
                  "padded with black to a square, fed as float 0-255",
         "preprocess": config.preprocess,
+        "recipe": config.recipe,
         "backbone": run.backbone_info,
         "training": {
             "config": config.to_dict(),
@@ -253,7 +290,9 @@ def model_card(config: Config, data: TrainingData, run: _Run, run_id: str, histo
             "finetuned_layers": run.finetuned_layers,
             "n_train": int(len(y_train)), "n_val": int(len(data.val.y)),
             "class_counts_train": {c: int((y_train == i).sum()) for i, c in enumerate(task.classes)},
-            "timing": _timing(run, len(y_train), len(data.val.y), epochs_run["finetune"]),
+            "synthetic_images": n_synthetic,
+            "timing": _timing(run, len(y_train) + n_synthetic["train"], len(data.val.y) + n_synthetic["val"],
+                              epochs_run["finetune"]),
             "history_file": modelcard.HISTORY_NAME,
             "best_val_auc_epoch": _best_epoch(history),
         },

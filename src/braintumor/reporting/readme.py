@@ -19,8 +19,15 @@ def _schedule(report: dict, models_path: Path) -> str:
     """The report's schedule; reports written before it was recorded read the model card."""
     if report.get("schedule"):
         return report["schedule"]
-    card = models_path / result_name(report["task"], report["preprocess"]) / report["run_id"] / CARD_NAME
+    folder = result_name(report["task"], report["preprocess"], report.get("recipe", "none"))
+    card = models_path / folder / report["run_id"] / CARD_NAME
     return training_schedule(json.loads(card.read_text())) if card.is_file() else "—"
+
+
+def _preparation(report: dict) -> str:
+    """Preprocessing, plus the training recipe when it is not the plain one."""
+    recipe = report.get("recipe", "none")
+    return report["preprocess"] + ("" if recipe == "none" else f" + {recipe}")
 
 
 def results_table(reports_path: str | Path, models_path: str | Path | None = None) -> str:
@@ -39,7 +46,7 @@ def results_table(reports_path: str | Path, models_path: str | Path | None = Non
 
         thr = r["threshold"]["threshold"] if r.get("threshold") else None
         rows.append(
-            f"| {r['task']} | {r['preprocess']} | {r['backbone']} | {_schedule(r, models_path)} "
+            f"| {r['task']} | {_preparation(r)} | {r['backbone']} | {_schedule(r, models_path)} "
             f"| {r['test']['n_images']} "
             f"({r['test']['n_groups']}) | {ci('accuracy')} | {ci('sensitivity')} | {ci('specificity')} "
             f"| {ci('roc_auc') if 'roc_auc' in m else ci('macro_auc_ovr')} "
