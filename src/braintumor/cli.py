@@ -241,6 +241,18 @@ def cmd_audit_shortcuts(args) -> int:
     return 0
 
 
+def cmd_audit_sources(args) -> int:
+    from .audit.probes import write_report
+    from .audit.sources import run_source_audit, source_tables
+
+    cfg = config_from_args(args)
+    report = run_source_audit(cfg, args.sources)
+    out = Path(args.out) if args.out else cfg.reports_path / "audit" / "sources.json"
+    print(source_tables(report))
+    print(f"wrote {write_report(report, out)}")
+    return 0
+
+
 def _subcommand(sub, name: str, help: str, func, data: bool = True) -> argparse.ArgumentParser:
     """A subcommand; ``data`` ones take ``--data-dir`` and ``--split-name``."""
     p = sub.add_parser(name, help=help)
@@ -311,6 +323,14 @@ def build_parser() -> argparse.ArgumentParser:
         add_option(p, name)
     p.add_argument("--out", help="output folder (default: reports/audit)")
     p.add_argument("--no-examples", action="store_true", help="skip the mitigation example figure")
+
+    p = _subcommand(sub, "audit-sources", "class mix, within-source and leave-one-source-out probes "
+                    "(reports/audit/sources.json)", cmd_audit_sources)
+    p.add_argument("--sources", help="CSV of path,source (default: mri_sources.csv beside the dataset folder)")
+    add_option(p, "audit.tasks", choices=["ct", "mri"])
+    for name in ("seed", "audit.n_resamples", "audit.limit_per_class"):
+        add_option(p, name)
+    p.add_argument("--out", help="report path (default: reports/audit/sources.json)")
 
     from . import serve  # light: Streamlit and TensorFlow load only when the app starts
 

@@ -101,6 +101,11 @@ def update_readme(readme: str | Path, reports_path: str | Path) -> bool:
     readme, reports_path = Path(readme), Path(reports_path)
     text = readme.read_text()
     new = replace_block(text, "results", results_table(reports_path), str(readme))
+    sources = reports_path / "audit" / "sources.json"
+    if "<!-- sources:start -->" in new and sources.is_file():
+        from ..audit.sources import source_tables
+
+        new = replace_block(new, "sources", source_tables(json.loads(sources.read_text())), str(readme))
     if "<!-- shortcuts:start -->" in new:
         new = replace_block(new, "shortcuts", shortcut_table(reports_path / "audit" / "shortcuts.json"),
                             str(readme))
