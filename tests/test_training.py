@@ -254,3 +254,18 @@ def test_python_predict_api_accepts_task_folder(trained_run, separable):
     rows = braintumor.predict([str(p) for p in images], model=trained_run.parent)  # newest run
     assert list(rows["path"]) == [str(p) for p in images]
     assert (rows["error"] == "").all() and set(rows["model"]) == {f"ct/{trained_run.name}"}
+
+
+def test_frozen_features_are_cached_and_shared_across_seeds(separable, monkeypatch):
+    import braintumor.training as training
+
+    config = separable["config"].replace(epochs_finetune=0, epochs_frozen=2, seed=11)
+    training.train(config, verbose=0)
+    assert len(list((config.cache_path / "features").glob("pooled-*.npy"))) >= 2  # train and validation
+    calls = []
+    real_extract = training.extract_features
+    monkeypatch.setattr(training, "extract_features", lambda *a, **k: calls.append(1) or real_extract(*a, **k))
+    training.train(config.replace(seed=12), verbose=0)
+    assert calls == []  # another seed reads both splits from the cache
+    training.train(config.replace(seed=12, image_size=SIZE + 8), verbose=0)
+    assert len(calls) == 2  # another image size is another cache entry

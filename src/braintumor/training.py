@@ -9,6 +9,8 @@ Keras transfer-learning guide). Early stopping and checkpointing watch validatio
 """
 from __future__ import annotations
 
+import hashlib
+import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +21,7 @@ import pandas as pd
 from .config import Config, result_name
 from .data.index import dataset_fingerprint
 from .data.tasks import Task, class_weights, label_targets
+from .files import atomic_path
 from .models import modelcard
 from .models.classifier import (build_classifier, extract_features, head_activation, head_units,
                                 loss_and_metrics)
@@ -170,13 +173,46 @@ class _Run:
     backbone_info: dict = field(default_factory=dict)
 
 
+FEATURE_CACHE_VERSION = "v1"
+
+
+def frozen_features(model, split: Split, config: Config, run: _Run, verbose: int) -> np.ndarray:
+    """Pooled features of a split's images under the frozen backbone.
+
+    With pretrained weights they depend only on the images, the backbone's weights, the
+    image size and the preprocessing, so they are cached under ``data/cache/features/`` and
+    shared by every seed and recipe of a task: a head-only run after the first costs seconds.
+    """
+    if config.weights is None:  # random initialisation differs per seed
+        return extract_features(model, split.images, config.batch_size, verbose)
+    ident = json.dumps(run.backbone_info, sort_keys=True, default=str)
+    text = "\n".join([*split.rows["sha256"], ident, str(config.image_size), config.preprocess,
+                      FEATURE_CACHE_VERSION])
+    path = config.cache_path / "features" / f"pooled-{hashlib.sha256(text.encode()).hexdigest()[:20]}.npy"
+    if path.is_file():
+        return np.load(path)
+    features = extract_features(model, split.images, config.batch_size, verbose)
+    with atomic_path(path, suffix=".npy") as tmp:
+        np.save(tmp, features)
+    return features
+
+
+def _features_with_synthetic(model, data: TrainingData, name: str, config: Config, run: _Run,
+                             verbose: int) -> tuple[np.ndarray, np.ndarray]:
+    real = frozen_features(model, getattr(data, name), config, run, verbose)
+    if name not in data.synthetic:
+        return real, getattr(data, name).y
+    images, y = data.synthetic[name]
+    synthetic = extract_features(model, images, config.batch_size, verbose)
+    return np.concatenate([real, synthetic]), np.concatenate([getattr(data, name).y, y])
+
+
 def _phase1(model, data: TrainingData, config: Config, run: _Run, verbose: int) -> None:
     """The head on cached pooled features of the frozen backbone."""
     n_classes = len(data.task.classes)
-    (x_train, y_train), (x_val, y_val) = data.arrays("train"), data.arrays("val")
     t0 = time.perf_counter()
-    f_train = extract_features(model, x_train, config.batch_size, verbose)
-    f_val = extract_features(model, x_val, config.batch_size, verbose)
+    f_train, y_train = _features_with_synthetic(model, data, "train", config, run, verbose)
+    f_val, y_val = _features_with_synthetic(model, data, "val", config, run, verbose)
     run.seconds["extract"] = time.perf_counter() - t0
     run.histories["frozen"] = train_head_on_features(model, f_train, y_train, f_val, y_val,
                                                      n_classes, config, verbose)
