@@ -294,3 +294,19 @@ def test_evaluate_external_cli_error_is_one_line(tiny_ct, tmp_path, capsys):
     err = capsys.readouterr().err
     assert code == 2 and err.startswith("error:") and "set.csv" in err and "--label-map" in err
     assert err.count("\n") == 1
+
+
+def test_subtype_model_scores_tumour_images_by_subtype(tmp_path):
+    """A multi-class (sub-type) model: healthy rows dropped by the label map, arg-max accuracy and macro AUC."""
+    from braintumor.external.run import Options, score
+
+    subtypes = ("glioma", "meningioma", "pituitary")
+    rows = [{"path": f"img/{s}_{i}.png", "label": "tumor", "subtype": s} for s in subtypes for i in range(3)]
+    rows += [{"path": "img/h.png", "label": "healthy", "subtype": "none"}]
+    ext = load_external(_csv(tmp_path, rows), subtypes, parse_label_map(["-=none"]), label_col="subtype")
+    assert len(ext.rows) == 9 and ext.n_dropped == {"none": 1}
+    q = np.full((9, 3), 0.1)
+    q[np.arange(9), ext.rows["y"]] = 0.8
+    probs = pd.DataFrame(q, columns=[f"p_{s}" for s in subtypes])
+    test = score(ext, probs, np.ones(9, bool), None, Options("x", n_resamples=50))["test"]
+    assert test["metrics"]["accuracy"]["value"] == 1.0 and test["metrics"]["macro_auc_ovr"]["value"] == 1.0
