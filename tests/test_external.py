@@ -237,7 +237,8 @@ def _external_ct_set(folder: Path, tiny: dict) -> Path:
         path = f"{'tumor' if tumour else 'healthy'}/s{i}.png"
         _png(folder / path)
         Image.fromarray(canvas).save(folder / path)
-        rows.append({"path": path, "label": "tumor" if tumour else "healthy", "patient": f"P{i % 4 // 2 + 2 * (i // 12)}",
+        rows.append({"path": path, "label": "tumor" if tumour else "healthy",
+                     "patient": f"P{i % 4 // 2 + 2 * (i // 12)}",  # four patients with both classes
                      "size": 0 if not tumour else int(rng.integers(100, 3000))})
     train_rows = tiny["manifest"]
     seen = train_rows[(train_rows["split"] == "train") & (train_rows["modality"] == "CT")

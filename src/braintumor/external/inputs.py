@@ -119,9 +119,10 @@ def _read_csv(path: Path, label_col: str, group_col: str | None, strata: Sequenc
         if col not in df.columns:
             raise BrainTumorError(f"{path}: no column {col!r} (columns: {', '.join(map(str, df.columns))}); "
                                   f"fix {what}")
-    if df["path"].isna().any() or df[label_col].isna().any():
-        raise BrainTumorError(f"{path}: empty path or {label_col} in row(s) "
-                              f"{list((df.index[df['path'].isna() | df[label_col].isna()] + 2)[:5])}; fill or remove them")
+    empty = df["path"].isna() | df[label_col].isna()
+    if empty.any():
+        lines = list((df.index[empty] + 2)[:5])  # file line numbers (1 = header)
+        raise BrainTumorError(f"{path}: empty path or {label_col} on line(s) {lines}; fill or remove them")
     df["raw_label"] = df[label_col].astype(str)
     return df
 

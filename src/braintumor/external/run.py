@@ -25,6 +25,7 @@ from ..config import Config
 from ..errors import BrainTumorError
 from ..inference import Predictor
 from ..models.modelcard import training_schedule
+from ..study import Split
 from . import analysis, overlap
 from .inputs import ExternalSet, load_external
 from .modality import model_modality, modality_check
@@ -75,7 +76,7 @@ def predict_images(predictor: Predictor, images: np.ndarray) -> pd.DataFrame:
     return pd.DataFrame(np.asarray(out), columns=[f"p_{c}" for c in predictor.card["classes"]])
 
 
-def _training_reference(config: Config, card: dict) -> tuple[pd.DataFrame, "object"]:
+def _training_reference(config: Config, card: dict) -> tuple[pd.DataFrame, Split]:
     """The task's whole train split with each image's pHash (from the index), and the rows
     the model actually trained on (a quick run's subset) for the feature check."""
     from ..data.index import load_index
@@ -123,7 +124,8 @@ def _by_class(mask: np.ndarray, labels: pd.Series) -> dict:
     return {str(k): int(v) for k, v in labels[mask].value_counts().sort_index().items()}
 
 
-def exclusions(preds: pd.DataFrame, dup: pd.DataFrame, ext: ExternalSet, card: dict, source: str) -> tuple[np.ndarray, dict]:
+def exclusions(preds: pd.DataFrame, dup: pd.DataFrame, ext: ExternalSet, card: dict,
+               source: str) -> tuple[np.ndarray, dict]:
     """Which images stay, and how many of each class each check removed."""
     labels = ext.rows["label"]
     wanted = model_modality(card)

@@ -116,7 +116,8 @@ def same_scan_paragraph(r: dict) -> str:
     """Plain words for a set whose groups hold both classes (same-scan slices of one patient)."""
     auc, w, m = r["test"]["metrics"]["roc_auc"], r["within_group_auc"], r["model"]
     if auc["low"] is not None and auc["low"] <= 0.5:
-        verdict = "its interval includes 0.5, so on these slices it cannot be shown to tell tumour from no tumour better than a coin toss"
+        verdict = ("its interval includes 0.5, so on these slices it cannot be shown to tell tumour from "
+                   "no tumour better than a coin toss")
     elif auc["value"] < 0.8:
         verdict = "better than chance, but far from reliable"
     else:
