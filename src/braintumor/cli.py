@@ -184,6 +184,31 @@ def cmd_evaluate(args) -> int:
     return 0
 
 
+def cmd_evaluate_external(args) -> int:
+    from .external import Options, evaluate_external, parse_label_map, report_dir
+    from .inference import resolve_run
+    from .metrics import format_ci
+
+    cfg = config_from_args(args)
+    run = resolve_run(args.model)
+    opts = Options(args.name, parse_label_map(args.label_map), args.group_col, args.strata or [], args.label_col,
+                   args.resamples, similarity=args.dup_similarity, workers=args.workers,
+                   figures=not args.no_figures, progress=not args.no_progress)
+    r = evaluate_external(run, args.data, opts, cfg)
+    ex, m = r["exclusions"], r["test"]["metrics"]
+    print(f"{r['set']} — {r['model']['task']}/{r['model']['run_id']}: {ex['n_kept']} of {ex['n_images']} images "
+          f"kept (overlap {sum(ex['overlap'].values())}, other modality {sum(ex['modality']['excluded'].values())}); "
+          f"95% CI by {'group (' + r['inputs']['group_col'] + ')' if r['inputs']['group_col'] else 'image'} bootstrap")
+    for name in ("roc_auc", "sensitivity", "specificity", "accuracy", "macro_auc_ovr"):
+        if name in m:
+            print(f"  {name:28s} {format_ci(**m[name])}")
+    w = r.get("within_group_auc")
+    if w and w["n_groups"]:
+        print(f"  within-group AUC ({w['n_groups']} groups): median {w['median']:.3f}, mean {format_ci(**w['mean'])}")
+    print(f"wrote {report_dir(cfg, args.name, run)}/metrics.json")
+    return 0
+
+
 def cmd_predict(args) -> int:
     from .inference import Predictor, expand_inputs, resolve_run, write_results
 
@@ -306,6 +331,25 @@ def build_parser() -> argparse.ArgumentParser:
     for name in ("rule", "target", "n_resamples"):
         add_option(p, "evaluation." + name)
     p.add_argument("--no-figures", action="store_true")
+
+    p = _subcommand(sub, "evaluate-external", "a trained run on an external test set (evaluation only; "
+                    "reports/external/<name>/<run>/)", cmd_evaluate_external)
+    p.add_argument("--model", required=True, help="run folder models/<task>/<run-id>, or models/<task> for its newest run")
+    p.add_argument("--data", required=True, help="folder with one sub-folder per class, or a CSV with path "
+                   "(relative to the CSV) and label columns")
+    p.add_argument("--name", required=True, help="name of the set (report folder reports/external/<name>/)")
+    p.add_argument("--label-map", nargs="+", metavar="CLASS=NAME",
+                   help="data label names for the model's classes, e.g. healthy=no_tumor,tumor=yes; -=NAME drops NAME")
+    p.add_argument("--label-col", default="label", help="CSV column with the labels (default: label)")
+    p.add_argument("--group-col", help="CSV column grouping images (patient) for the bootstrap and within-group AUC")
+    p.add_argument("--strata", nargs="+", metavar="COL[:EDGES]",
+                   help="CSV columns to break results down by, e.g. mask_pixels:1000,4000 subtype")
+    p.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples (default: 1000)")
+    p.add_argument("--dup-similarity", type=float, help="feature cosine similarity that counts as overlap with "
+                   "a training image (default: calibrated on known near-duplicate training pairs)")
+    p.add_argument("--workers", type=int, help="processes decoding images (default: all cores)")
+    p.add_argument("--no-figures", action="store_true")
+    p.add_argument("--no-progress", action="store_true")
 
     p = _subcommand(sub, "predict", "run a trained model on your own images", cmd_predict, data=False)
     p.add_argument("paths", nargs="+", help="image files, folders or globs")

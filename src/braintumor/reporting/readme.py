@@ -95,9 +95,61 @@ def shortcut_table(report_path: str | Path) -> str:
     return table_text + chance_line + text
 
 
+def _external_row(r: dict) -> list[str]:
+    m, ex = r["model"], r["exclusions"]
+    metric = r["test"]["metrics"]
+
+    def ci(name: str) -> str:
+        e = metric.get(name)
+        return format_ci(e["value"], e["low"], e["high"]) if e else "—"
+
+    w = r.get("within_group_auc") or {}
+    within = (f"{w['median']:.3f}, {format_ci(**w['mean'])} (n={w['n_groups']})" if w.get("n_groups") else "—")
+    n_overlap, n_modality = sum(ex["overlap"].values()), sum(ex["modality"]["excluded"].values())
+    model = f"{m['task']}, {_preparation(m)}, {m['run_id']}"
+    return [r["set"], model, f"{ex['n_kept']} ({n_overlap} / {n_modality})",
+            ci("roc_auc") if "roc_auc" in metric else ci("macro_auc_ovr"), ci("sensitivity"), ci("specificity"),
+            within]
+
+
+def same_scan_paragraph(r: dict) -> str:
+    """Plain words for a set whose groups hold both classes (same-scan slices of one patient)."""
+    auc, w, m = r["test"]["metrics"]["roc_auc"], r["within_group_auc"], r["model"]
+    if auc["low"] is not None and auc["low"] <= 0.5:
+        verdict = ("its interval includes 0.5, so on these slices it cannot be shown to tell tumour from "
+                   "no tumour better than a coin toss")
+    elif auc["value"] < 0.8:
+        verdict = "better than chance, but far from reliable"
+    else:
+        verdict = "it separates them well on this set"
+    return (f"**What the same-scan result means.** In `{r['set']}` the tumour and tumour-free slices come from the "
+            f"same scans of the same patients, so scanner, sequence and source cannot tell them apart — only the "
+            f"tumour can. There the {m['task']} model ({_preparation(m)}) reaches AUC "
+            f"{format_ci(**auc)} (0.5 is chance; median within one patient {w['median']:.3f}): {verdict}. "
+            "A high score on the Kaggle test split shows that a model separates that collection's healthy and "
+            "tumour *sources*; it is not evidence that the model recognises tumours in a new scan. These models "
+            "must not be used on anyone's images.")
+
+
+def external_table(reports_path: str | Path) -> str:
+    """External-validation table from ``reports/external/<set>/<run>/metrics.json`` (quick runs skipped),
+    plus a plain-language paragraph per same-scan set (one whose groups hold both classes)."""
+    reports = [json.loads(p.read_text()) for p in sorted(Path(reports_path).glob("external/*/*/metrics.json"))]
+    reports = [r for r in reports if not r["model"].get("quick")]
+    if not reports:
+        return "_No external evaluations yet: run `braintumor evaluate-external`._"
+    headers = ["set", "model (task, preprocessing, run)", "images kept (excluded: overlap / modality)",
+               "AUC", "sensitivity", "specificity", "within-patient AUC: median, mean [CI] (patients)"]
+    text = markdown_table(headers, [_external_row(r) for r in reports])
+    same_scan = [r for r in reports if (r.get("within_group_auc") or {}).get("n_groups")
+                 and "roc_auc" in r["test"]["metrics"]]
+    return "\n\n".join([text] + [same_scan_paragraph(r) for r in same_scan])
+
+
 def update_readme(readme: str | Path, reports_path: str | Path) -> bool:
     """Fill the README's generated blocks — ``results`` (:func:`results_table`) and, when the
-    README has one, ``shortcuts`` (:func:`shortcut_table`); True if anything changed."""
+    README has them, ``external`` (:func:`external_table`) and ``shortcuts`` (:func:`shortcut_table`);
+    True if anything changed."""
     readme, reports_path = Path(readme), Path(reports_path)
     text = readme.read_text()
     new = replace_block(text, "results", results_table(reports_path), str(readme))
@@ -106,6 +158,8 @@ def update_readme(readme: str | Path, reports_path: str | Path) -> bool:
         from ..audit.sources import source_tables
 
         new = replace_block(new, "sources", source_tables(json.loads(sources.read_text())), str(readme))
+    if "<!-- external:start -->" in new:
+        new = replace_block(new, "external", external_table(reports_path), str(readme))
     if "<!-- shortcuts:start -->" in new:
         new = replace_block(new, "shortcuts", shortcut_table(reports_path / "audit" / "shortcuts.json"),
                             str(readme))
