@@ -179,7 +179,9 @@ def test_model_without_checks_still_predicts_with_one_note(fitted, tmp_path, cap
                      "--no-progress"]) == 0
     df = pd.read_csv(out, keep_default_na=False)
     assert len(df) == 5 and (df["predicted"] != "").all()
-    assert (df[["modality", "p_ct", "ood_score", "in_distribution", "warning"]] == "").all().all()
+    assert (df[["modality", "p_ct", "ood_score", "in_distribution"]] == "").all().all()
+    # slice 0 windows to black: the flat-image rule needs no fitted checks
+    assert list(df["warning"]) == ["flat image: a single grey level, nothing to classify"] + [""] * 4
     err = capsys.readouterr().err
     assert err.count("note: no out-of-distribution/modality checks") == 1 and "fit-ood" in err
     with pytest.raises(Exception, match="fit-ood"):
@@ -248,3 +250,16 @@ def test_prefetch_passes_errors_from_the_reading_thread():
         for x in _prefetch(chunks()):
             got.append(x)
     assert got == [1, 2]
+
+
+def test_flat_images_are_flagged_with_or_without_checks(fitted, tmp_path):
+    for v in (0, 128):
+        Image.fromarray(np.full((48, 48), v, np.uint8)).save(tmp_path / f"flat{v}.png")
+    Image.fromarray(np.full((48, 48), 128, np.uint8) + np.eye(48, dtype=np.uint8) * 40).save(tmp_path / "line.png")
+    paths = [tmp_path / "flat0.png", tmp_path / "flat128.png", tmp_path / "line.png"]
+    with_checks = predict(paths, model=fitted["run"])
+    assert list(with_checks["in_distribution"][:2]) == [False, False]
+    assert with_checks["warning"][:2].str.startswith("flat image").all()
+    assert not with_checks["warning"][2].startswith("flat image")
+    without = predict(paths, model=fitted["bare"])
+    assert list(without["warning"]) == ["flat image: a single grey level, nothing to classify"] * 2 + [""]

@@ -17,6 +17,7 @@ import multiprocessing
 import os
 import queue
 import threading
+import weakref
 from collections import deque
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -31,6 +32,7 @@ from .errors import BrainTumorError
 from .metrics import apply_temperature
 from .models.classifier import LOGITS_LAYER, POOL_LAYER
 from .models.modelcard import is_run, load_run
+from .ood import FLAT_WARNING, add_flat
 from .sources import Item, expand_inputs, load_source
 
 __all__ = ["Predictor", "expand_inputs", "predict", "resolve_run", "volume_table", "write_gradcams",
@@ -66,20 +68,25 @@ def _pool_context():
     return multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
 
 
-def iter_sources(jobs: list[tuple[str, int, str]], workers: int | None = None) -> Iterator[list[Item]]:
-    """:func:`braintumor.sources.load_source` for every job, in order: in worker processes
-    when there are more than :data:`POOL_MIN_SOURCES` jobs and more than one worker, with a
-    bounded number of jobs in flight (memory stays flat for any number of files)."""
-    workers = workers or os.cpu_count() or 1
-    if workers <= 1 or len(jobs) <= POOL_MIN_SOURCES:
+def start_pool(workers: int) -> ProcessPoolExecutor:
+    """A pool of decoding processes (kept by :class:`Predictor` across calls)."""
+    return ProcessPoolExecutor(max_workers=workers, mp_context=_pool_context())
+
+
+def iter_sources(jobs: list[tuple[str, int, str]], pool: ProcessPoolExecutor | None = None,
+                 in_flight: int = 16) -> Iterator[list[Item]]:
+    """:func:`braintumor.sources.load_source` for every job, in order: in ``pool``'s worker
+    processes when given, with at most ``in_flight`` jobs submitted ahead (memory stays flat
+    for any number of files), else in this process."""
+    if pool is None:
         yield from (load_source(j) for j in jobs)
         return
-    with ProcessPoolExecutor(max_workers=workers, mp_context=_pool_context()) as pool:
-        pending: deque = deque()
-        todo = iter(jobs)
+    pending: deque = deque()
+    todo = iter(jobs)
+    try:
         for job in todo:
             pending.append(pool.submit(load_source, job))
-            if len(pending) >= 8 * workers:
+            if len(pending) >= in_flight:
                 break
         while pending:
             items = pending.popleft().result()
@@ -87,6 +94,9 @@ def iter_sources(jobs: list[tuple[str, int, str]], workers: int | None = None) -
             if nxt is not None:
                 pending.append(pool.submit(load_source, nxt))
             yield items
+    finally:
+        for f in pending:
+            f.cancel()
 
 
 _DONE = object()
@@ -161,6 +171,27 @@ class Predictor:
     checks: object = None
     checks_note: str = ""
     _dual: object = field(default=None, repr=False)
+    _pool: object = field(default=None, repr=False)
+    _pool_workers: int = field(default=0, repr=False)
+
+    def pool(self, workers: int | None, n_sources: int) -> ProcessPoolExecutor | None:
+        """The decoding processes for ``n_sources`` sources: None (this process) for one worker
+        or at most :data:`POOL_MIN_SOURCES` sources; else a pool started once and reused, so
+        repeated calls (the web app, benchmarks) do not pay for starting processes again."""
+        workers = workers or os.cpu_count() or 1
+        if workers <= 1 or n_sources <= POOL_MIN_SOURCES:
+            return None
+        if self._pool is None or self._pool_workers != workers:
+            self.close()
+            self._pool, self._pool_workers = start_pool(workers), workers
+            weakref.finalize(self, self._pool.shutdown, wait=False, cancel_futures=True)
+        return self._pool
+
+    def close(self) -> None:
+        """Stop the decoding processes (they also stop when the Predictor is garbage-collected)."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool, self._pool_workers = None, 0
 
     @classmethod
     def load(cls, run_dir: str | Path) -> "Predictor":
@@ -226,12 +257,16 @@ class Predictor:
                 seen_sources += 1
                 yield items
 
-        for items in _prefetch(_chunked(counted(iter_sources(jobs, workers)), chunk)):
+        pool = self.pool(workers, len(jobs))
+        ahead = 8 * (workers or os.cpu_count() or 1)
+        for items in _prefetch(_chunked(counted(iter_sources(jobs, pool, ahead)), chunk)):
             ok = [it for it in items if it.image is not None]
             if ok:
                 logits, pooled = self.logits_and_features(np.stack([it.image for it in ok]), batch_size)
                 probs = probabilities_from_logits(logits, self.temperature, self.binary)
                 checked = self.checks.check(pooled) if self.checks is not None else None
+                if checked is not None:
+                    checked = add_flat(checked, [it.flat for it in ok])
             results = {}
             for k, it in enumerate(ok):
                 row = {}
@@ -245,6 +280,8 @@ class Predictor:
                 if checked is not None:
                     row.update({c: checked[c].iloc[k] for c in CHECK_COLUMNS})
                     row["in_distribution"] = bool(row["in_distribution"])
+                elif it.flat:
+                    row["warning"] = FLAT_WARNING
                 results[id(it)] = row
             for it in items:
                 rows.append({"path": it.path, "slice": it.slice, "series": it.series,

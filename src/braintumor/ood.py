@@ -38,6 +38,26 @@ MODALITY_VAL_PER_CLASS = 100
 TASK_MODALITY = {"ct": "CT", "mri": "MRI", "mri_subtype": "MRI", "pooled": None}
 
 
+FLAT_WARNING = "flat image: a single grey level, nothing to classify"
+
+
+def is_flat(rgb: np.ndarray, tolerance: int = 2) -> bool:
+    """Whether a decoded image is one grey level (within ``tolerance``): a blank slice, a
+    flat test pattern. Pooled features of such an image can sit close to the training
+    images' black background, so the feature checks alone miss it."""
+    a = np.asarray(rgb)
+    return a.size == 0 or int(a.max()) - int(a.min()) <= tolerance
+
+
+def add_flat(checked: pd.DataFrame, flat) -> pd.DataFrame:
+    """Checks' rows with flat images marked out of distribution and warned about."""
+    flat = np.asarray(flat, bool)
+    out = checked.copy()
+    out.loc[flat, "in_distribution"] = False
+    out.loc[flat, "warning"] = [FLAT_WARNING + ("; " + w if w else "") for w in out.loc[flat, "warning"]]
+    return out
+
+
 @dataclasses.dataclass
 class Checks:
     """The fitted checks of one run (the content of ``ood.npz``)."""

@@ -19,6 +19,7 @@ import numpy as np
 
 from .data.images import is_image_file, load_rgb
 from .errors import ImageReadError
+from .ood import is_flat
 from .preprocess import prepare_image
 
 # Smaller images carry too little to mean anything (a 1x1 PNG once got p(tumour) 0.49):
@@ -36,6 +37,7 @@ class Item:
     series: str = ""  # series/volume key for scans, "" for images
     image: np.ndarray | None = None
     error: str = ""
+    flat: bool = False  # one grey level before preprocessing (braintumor.ood.is_flat)
 
 
 def _is_nifti_name(p: Path) -> bool:
@@ -106,14 +108,14 @@ def load_source(job: tuple[str, int, str]) -> list[Item]:
                 item = Item(path=s.source, slice=s.label, series=s.series)
                 item.error = too_small(s.rgb.shape)
                 if not item.error:
-                    item.image = prepare(s.rgb, size, preprocess)
+                    item.image, item.flat = prepare(s.rgb, size, preprocess), is_flat(s.rgb)
                 items.append(item)
             return items
         rgb = load_rgb(p)
         error = too_small(rgb.shape)
         if error:
             return [Item(path=str(p), error=error)]
-        return [Item(path=str(p), image=prepare(rgb, size, preprocess))]
+        return [Item(path=str(p), image=prepare(rgb, size, preprocess), flat=is_flat(rgb))]
     except ImageReadError as e:
         return [Item(path=str(p), error=e.reason)]
     except Exception as e:  # noqa: BLE001 - a preprocessing bug must not lose the batch
