@@ -1,9 +1,13 @@
 """Inference on image files through ``Predictor.predict_paths`` vs ``model.predict`` on arrays.
 
-Ours is what ``braintumor predict`` runs per batch of files: read, decode, resize and pad
-each file, batch, ``model.predict``, calibrated probabilities and decisions into a table.
-The floor is the same loaded Keras model's ``predict`` on arrays decoded beforehand, so
-the ratio is the cost of decoding, batching and bookkeeping. Single-image latency is
+Ours is what ``braintumor predict`` runs: read, decode, preprocess, resize and pad each file
+in worker processes while the network runs on the previous chunk, then calibrated
+probabilities, decisions and the out-of-distribution columns into a table. The floor is
+the same loaded Keras model's ``predict`` on arrays decoded beforehand, so the ratio is the
+cost of decoding, preprocessing, batching and bookkeeping that is not hidden behind the
+network. Rows for raw images (``preprocess none``) and for ``crop-mask`` (the slow
+shortcut-removing preprocessing; the same model with its card's preprocessing switched,
+speed does not depend on what the weights learnt), with every core decoding and with one. Single-image latency is
 measured one file per call (p50 / p95 over many calls, ours and floor interleaved); batch
 throughput over a few hundred test images per run. Image files are in the OS page cache.
 
@@ -47,10 +51,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--single", type=int, default=100, help="single-image calls for the latency percentiles")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--crop-images", type=int, default=192, help="test images per crop-mask run")
+    p.add_argument("--crop-runs", type=int, default=3, help="crop-mask runs (all cores); one with one core")
     args = common.parse(p, argv)
     if args.smoke:
         args.model, args.backbone, args.image_size = None, "mobilenet_025", 64
         args.images, args.single, args.batch_size = 8, 4, 4
+        args.crop_images, args.crop_runs = 12, 1
 
     import numpy as np
 
@@ -93,12 +100,44 @@ def main(argv: list[str] | None = None) -> int:
             print(f"run {run_i + 1}/{args.runs}: predict_paths {batch_ours[-1]:.2f}s, "
                   f"model.predict {batch_floor[-1]:.2f}s for {len(paths)} images")
 
+        # crop-mask: the same model, its card's preprocessing switched
+        import dataclasses
+        import os
+
+        cropper = dataclasses.replace(predictor, card={**card, "preprocess": "crop-mask"})
+        crop_paths = paths[: args.crop_images] if len(paths) >= args.crop_images else (
+            [root / p for p in stratified_subset(common.task_rows(card["task"], "test"),
+                                                 -(-args.crop_images // 2), args.seed)["path"]][: args.crop_images])
+        crop_arrays = np.stack([load_prepared(p, size, "crop-mask") for p in crop_paths]).astype(np.float32)
+        cores = os.cpu_count() or 1
+        cropper.predict_paths(crop_paths[: 2 * batch], batch_size=batch, progress=False)  # starts the pool
+        batch_crop, batch_crop_floor = [], []
+        for run_i in range(args.crop_runs):
+            batch_crop.append(common.timed(cropper.predict_paths, crop_paths, batch_size=batch, progress=False)[0])
+            batch_crop_floor.append(common.timed(floor, crop_arrays)[0])
+            print(f"crop-mask run {run_i + 1}/{args.crop_runs}: predict_paths {batch_crop[-1]:.2f}s, "
+                  f"model.predict {batch_crop_floor[-1]:.2f}s for {len(crop_paths)} images")
+        one_core = common.timed(cropper.predict_paths, crop_paths, batch_size=batch, progress=False,
+                                workers=1)[0]
+        print(f"crop-mask, one worker: {one_core:.2f}s")
+        from braintumor.preprocess import get_preprocessor
+        from braintumor.data.images import load_rgb
+
+        decoded = [load_rgb(p) for p in crop_paths[: min(len(crop_paths), 32)]]
+        crop_only = common.timed(lambda: [get_preprocessor("crop-mask")(x) for x in decoded])[0] / len(decoded)
+        predictor.close()
+        cropper.close()
+
     latency = {}
     for name, values in (("ours", single_ours), ("floor", single_floor), ("direct_call", single_direct)):
         ms = [1000 * v for v in values]
         latency[name] = {"p50": common.percentile(ms, 50), "p95": common.percentile(ms, 95), **common.stats(ms)}
     throughput = {"ours": common.stats(common.rates(len(paths), batch_ours)),
                   "floor": common.stats(common.rates(len(paths), batch_floor))}
+    throughput |= {"crop_mask_files": common.stats(common.rates(len(crop_paths), batch_crop)),
+                   "crop_mask_floor": common.stats(common.rates(len(crop_paths), batch_crop_floor)),
+                   "crop_mask_files_one_worker": common.stats(common.rates(len(crop_paths), [one_core]))}
+    report.settings |= {"crop_images": len(crop_paths), "crop_runs": args.crop_runs, "cores": cores}
     report.settings |= {"images": len(paths), "single_calls": args.single, "image_size": size,
                         "backbone": card.get("backbone", {}).get("name"),
                         "weights": card.get("backbone", {}).get("weights")}
@@ -107,12 +146,20 @@ def main(argv: list[str] | None = None) -> int:
     report.ratios = {
         "single-image p50 latency, ours / floor": latency["ours"]["p50"] / latency["floor"]["p50"],
         "batch throughput, floor / ours (time ratio)": common.ratio(throughput["floor"], throughput["ours"]),
+        "crop-mask throughput, files / floor (goal >= 0.8)": common.ratio(throughput["crop_mask_files"],
+                                                                          throughput["crop_mask_floor"]),
+        "crop-mask throughput, all workers / one worker": common.ratio(throughput["crop_mask_files"],
+                                                                       throughput["crop_mask_files_one_worker"]),
     }
+    report.results["crop_mask_seconds_per_image_one_core"] = crop_only
     report.headers = ["path", "single image p50 / p95 ms (min–max)", f"batch of {batch}: images/s median (min–max)"]
     for name, label in (("ours", "Predictor.predict_paths (files)"), ("floor", "model.predict (decoded arrays)")):
         lat = latency[name]
         report.row(label, f"{lat['p50']:.1f} / {lat['p95']:.1f} ({lat['min']:.1f}–{lat['max']:.1f})",
                    common.fmt(throughput[name]))
+    report.row(f"predict_paths, crop-mask (files, {cores} workers)", "—", common.fmt(throughput["crop_mask_files"]))
+    report.row("predict_paths, crop-mask (files, 1 worker)", "—", common.fmt(throughput["crop_mask_files_one_worker"]))
+    report.row("model.predict (crop-masked arrays)", "—", common.fmt(throughput["crop_mask_floor"]))
     lat = latency["direct_call"]
     report.row("model(x) direct call (arrays, no predict())",
                f"{lat['p50']:.1f} / {lat['p95']:.1f} ({lat['min']:.1f}–{lat['max']:.1f})", "—")
@@ -121,6 +168,9 @@ def main(argv: list[str] | None = None) -> int:
         f"{size}x{size}; loading it took {load_seconds:.1f} s (once, not in the figures).",
         f"{args.single} single-image calls; {args.runs} batch runs of {len(paths)} {card['task']} test images.",
         "The direct-call row shows how much of a single image's latency is model.predict's per-call set-up.",
+        f"crop-mask: {args.crop_runs} runs of {len(crop_paths)} test images with {cores} decoding processes, "
+        f"one with one; crop-mask alone costs {crop_only * 1000:.0f} ms per image on one core, so "
+        f"{cores} cores cannot preprocess more than {cores / crop_only:.1f} images/s whatever the network does.",
     ]
     common.finish(report, args.out)
     return 0

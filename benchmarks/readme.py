@@ -14,7 +14,7 @@ from braintumor.reporting.readme import markdown_table, replace_block
 
 from benchmarks import common
 
-ORDER = ("input_pipeline", "index_build", "training", "inference", "end_to_end_quick",
+ORDER = ("input_pipeline", "index_build", "training", "inference", "ood", "end_to_end_quick",
          "end_to_end_full", "end_to_end")
 
 

@@ -17,7 +17,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `import benchmar
 
 pytest.importorskip("tensorflow")
 
-NEEDS_DATA = ["input_pipeline", "index_build", "training", "inference"]
+NEEDS_DATA = ["input_pipeline", "index_build", "training", "inference", "ood"]
 
 
 def run_smoke(name: str, out: Path, *extra: str) -> dict:

@@ -181,6 +181,11 @@ def cmd_evaluate(args) -> int:
         t = report["threshold"]
         print(f"  threshold {t['threshold']:.4f} ({t['rule']}, chosen on validation)")
     print(f"wrote {report_dir(cfg, {'task': report['task'], 'preprocess': report['preprocess']})}/metrics.json")
+    if not args.no_ood:
+        from .ood import fit_ood
+
+        run = resolve_run(args.model)
+        _print_ood(run, fit_ood(run, cfg, progress=False))
     return 0
 
 
@@ -210,26 +215,58 @@ def cmd_evaluate_external(args) -> int:
 
 
 def cmd_predict(args) -> int:
-    from .inference import Predictor, expand_inputs, resolve_run, write_results
+    from .inference import Predictor, expand_inputs, resolve_run, volumes_path, write_results
 
     paths = expand_inputs(args.paths)
     if not paths:
-        print(f"error: no image files found in {args.paths}", file=sys.stderr)
+        print(f"error: no image or scan files found in {args.paths}", file=sys.stderr)
         return 2
     predictor = Predictor.load(resolve_run(args.model))
-    df = predictor.predict_paths(paths, batch_size=args.batch_size, progress=not args.no_progress)
+    df = predictor.predict_paths(paths, batch_size=args.batch_size, progress=not args.no_progress,
+                                 workers=args.workers)
     if args.gradcam:
         from .inference import write_gradcams
 
         write_gradcams(predictor, df, args.gradcam)
+    volumes = df.attrs.get("volumes")
     if args.out:
         print(f"wrote {write_results(df, args.out)}")
+        if volumes is not None and len(volumes):
+            print(f"wrote {write_results(volumes, volumes_path(args.out))}")
     else:
         print(df.to_csv(index=False), end="")
+    if volumes is not None and len(volumes):  # on stderr when stdout carries the CSV
+        print("\nPer series / volume:\n" + volumes.to_string(index=False),
+              file=sys.stdout if args.out else sys.stderr)
+    for note in df.attrs.get("notes", []):
+        print(f"note: {note}", file=sys.stderr)
+    flagged = df[df["warning"].astype(str) != ""]
+    for _, row in flagged.iterrows():
+        where = row["path"] + (f" [{row['slice']}]" if row["slice"] else "")
+        print(f"warning: {where}: {row['warning']}", file=sys.stderr)
     failed = int((df["error"] != "").sum())
     if failed:
         print(f"{failed} of {len(df)} file(s) could not be read (see the error column)", file=sys.stderr)
     return 1 if failed else 0
+
+
+def cmd_fit_ood(args) -> int:
+    from .inference import resolve_run
+    from .ood import fit_ood
+
+    run = resolve_run(args.model)
+    summary = fit_ood(run, config_from_args(args), progress=not args.no_progress)
+    _print_ood(run, summary)
+    return 0
+
+
+def _print_ood(run, summary: dict) -> None:
+    mod = summary["modality"]
+    print(f"out-of-distribution check for {run}: threshold {summary['threshold']:.2f} (keeps "
+          f"{summary['val_keep_rate']:.1%} of {summary['n_val']} validation images; fitted on "
+          f"{summary['n_train']} training images, {summary['feature_dim']} features)")
+    print(f"modality check: CT vs MRI validation accuracy {mod['val_accuracy']:.1%}, "
+          f"'other' for {mod['val_other_rate']:.1%} of validation images; wrote {run}/{summary['file']}")
 
 
 def cmd_results(args) -> int:
@@ -331,6 +368,14 @@ def build_parser() -> argparse.ArgumentParser:
     for name in ("rule", "target", "n_resamples"):
         add_option(p, "evaluation." + name)
     p.add_argument("--no-figures", action="store_true")
+    p.add_argument("--no-ood", action="store_true",
+                   help="skip fitting the out-of-distribution/modality checks (braintumor fit-ood)")
+
+    p = _subcommand(sub, "fit-ood", "fit the out-of-distribution and CT/MRI checks predict applies "
+                    "(writes <run>/ood.npz and the card's ood entry)", cmd_fit_ood)
+    p.add_argument("--model", required=True, help="run folder models/<task>/<run-id>, or models/<task> for its newest run")
+    add_option(p, "batch_size")
+    p.add_argument("--no-progress", action="store_true")
 
     p = _subcommand(sub, "evaluate-external", "a trained run on an external test set (evaluation only; "
                     "reports/external/<name>/<run>/)", cmd_evaluate_external)
@@ -352,11 +397,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true")
 
     p = _subcommand(sub, "predict", "run a trained model on your own images", cmd_predict, data=False)
-    p.add_argument("paths", nargs="+", help="image files, folders or globs")
+    p.add_argument("paths", nargs="+", help="image files, DICOM files or series folders, NIfTI volumes, folders or globs")
     p.add_argument("--model", required=True, help="run folder models/<task>/<run-id>, or models/<task> for its newest run")
     p.add_argument("--out", help="results file (.csv or .json); default: CSV to stdout")
     p.add_argument("--gradcam", metavar="DIR", help="also write Grad-CAM overlays here")
     p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--workers", type=int, default=None,
+                   help="processes decoding and preprocessing files (default: every core)")
     p.add_argument("--no-progress", action="store_true")
 
     p = _subcommand(sub, "audit-shortcuts", "shortcut and leakage probes, raw vs crop-mask "

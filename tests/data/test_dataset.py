@@ -241,3 +241,71 @@ def test_real_dataset_fixture_fails_on_a_wrong_env_var(tmp_path, require):
         env["BRAINTUMOR_REQUIRE_DATA"] = require
     root, action, msg = _resolve(env, tmp_path)
     assert (root, action) == (None, "fail") and str(tmp_path / "typo") in msg
+
+
+# -- offline: both download clients fail ---------------------------------------------------
+
+def test_both_clients_failing_never_exit_and_give_our_message(tmp_path, monkeypatch, capsys):
+    """kagglehub raises (offline) and the kaggle client prints its login text and calls
+    sys.exit, as ``KaggleApi.authenticate()`` does without credentials: the process goes on,
+    nothing of theirs reaches the terminal, and the error lists the places tried, each
+    client's failure and the fix."""
+    import sys
+    import types
+
+    monkeypatch.setattr(data, "download", _real_download)
+    hub = types.ModuleType("kagglehub")
+
+    def offline(handle):
+        print("kagglehub progress chatter")
+        raise ConnectionError("Failed to resolve 'www.kaggle.com'")
+
+    hub.dataset_download = offline
+
+    class KaggleApi:
+        def authenticate(self):
+            print("Authentication required to call the Kaggle API.\n    kaggle auth login")
+            sys.exit(1)
+
+    extended = types.ModuleType("kaggle.api.kaggle_api_extended")
+    extended.KaggleApi = KaggleApi
+    for name, module in {"kagglehub": hub, "kaggle": types.ModuleType("kaggle"),
+                         "kaggle.api": types.ModuleType("kaggle.api"),
+                         "kaggle.api.kaggle_api_extended": extended}.items():
+        monkeypatch.setitem(sys.modules, name, module)
+    project = Config(root=str(tmp_path / "project"))
+
+    with pytest.raises(DatasetError) as info:  # a DatasetError, not SystemExit
+        locate_dataset(config=project)
+    msg = str(info.value)
+    assert f"${DATA_DIR_ENV} (not set)" in msg and str(project.data_path / "raw") in msg
+    assert "kagglehub: ConnectionError: Failed to resolve 'www.kaggle.com'" in msg
+    assert "kaggle API: exited the process (SystemExit 1)" in msg and "Authentication required" in msg
+    assert "Fix:" in msg and DATA_DIR_ENV in msg and "log in" in msg and "online" in msg
+    out = capsys.readouterr()
+    assert "kaggle auth login" not in out.out + out.err and "chatter" not in out.out + out.err
+
+
+def test_cli_offline_prints_one_error_not_the_clients_text(tmp_path, monkeypatch, capsys):
+    import sys
+    import types
+
+    from braintumor import cli
+
+    monkeypatch.setattr(data, "download", _real_download)
+    monkeypatch.setitem(sys.modules, "kagglehub", None)  # not installed: the import fails
+
+    class KaggleApi:
+        def authenticate(self):
+            print("Authentication required ... kaggle auth login")
+            sys.exit(1)
+
+    extended = types.ModuleType("kaggle.api.kaggle_api_extended")
+    extended.KaggleApi = KaggleApi
+    monkeypatch.setitem(sys.modules, "kaggle", types.ModuleType("kaggle"))
+    monkeypatch.setitem(sys.modules, "kaggle.api", types.ModuleType("kaggle.api"))
+    monkeypatch.setitem(sys.modules, "kaggle.api.kaggle_api_extended", extended)
+    assert cli.main(["index"]) == 2
+    out = capsys.readouterr()
+    assert out.err.startswith("error: dataset not found.") and "kagglehub: ModuleNotFoundError" in out.err
+    assert "kaggle API: exited the process" in out.err and out.out == ""

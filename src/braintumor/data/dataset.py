@@ -7,6 +7,8 @@ under ``data/``, then :func:`download`.
 """
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import shutil
 from dataclasses import dataclass
@@ -49,12 +51,67 @@ def find_root(folder: str | Path) -> Path | None:
     return None
 
 
+def _quietly(fn, *args, **kwargs):
+    """``fn(*args, **kwargs)`` with anything it prints captured, and with ``SystemExit`` (the
+    Kaggle client's ``authenticate()`` exits the process when it finds no credentials) or
+    any other exception turned into a :class:`RuntimeError` carrying the captured text, so
+    no third-party client can end the process or print its own login instructions in place
+    of ours."""
+    out, err = io.StringIO(), io.StringIO()
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            return fn(*args, **kwargs)
+    except KeyboardInterrupt:
+        raise
+    except BaseException as e:  # noqa: BLE001 - SystemExit included, on purpose
+        said = " ".join((out.getvalue() + " " + err.getvalue()).split())
+        what = (f"exited the process (SystemExit {e.code})" if isinstance(e, SystemExit)
+                else f"{type(e).__name__}: {e}")
+        if said:
+            what += f"; it said: {said[:300]}{'…' if len(said) > 300 else ''}"
+        raise RuntimeError(what) from None
+
+
+def _kagglehub_download(dest: Path) -> Path:
+    import kagglehub
+
+    cached = Path(kagglehub.dataset_download(KAGGLE_HANDLE))
+    target = dest / "brain-tumor-multimodal-ct-mri"
+    if not target.exists():
+        # kagglehub caches under ~/.cache/kagglehub; keep a copy in data/ so the
+        # project is self-contained and found again offline.
+        shutil.copytree(cached, target)
+    root = find_root(target)
+    if root is None:
+        raise RuntimeError(f"downloaded to {cached} but the expected folders are missing")
+    return root
+
+
+def _kaggle_api_download(dest: Path) -> Path:
+    from kaggle.api.kaggle_api_extended import KaggleApi
+
+    api = KaggleApi()
+    api.authenticate()  # calls sys.exit(1) without credentials
+    target = dest / "brain-tumor-multimodal-ct-mri"
+    api.dataset_download_files(KAGGLE_HANDLE, path=str(target), unzip=True, quiet=True)
+    root = find_root(target)
+    if root is None:
+        raise RuntimeError(f"downloaded to {target} but the expected folders are missing")
+    return root
+
+
+# The download clients, in the order tried: (name, function(dest) -> dataset root).
+DOWNLOADERS = [("kagglehub", _kagglehub_download), ("kaggle API", _kaggle_api_download)]
+
+
 def download(dest: str | Path) -> Path:
     """Download the dataset into ``dest`` and return its root.
 
     Uses kagglehub (public datasets need no credentials); if that fails and the
     ``kaggle`` package is installed and configured (``~/.kaggle/kaggle.json`` or
-    ``KAGGLE_USERNAME``/``KAGGLE_KEY``), its API is tried instead.
+    ``KAGGLE_USERNAME``/``KAGGLE_KEY``), its API is tried instead. Neither client may end
+    the process or print to the terminal: each failure becomes one line of the
+    :class:`DatasetError`.
     """
     dest = Path(dest)
     try:
@@ -63,35 +120,12 @@ def download(dest: str | Path) -> Path:
         raise DatasetError(
             f"could not download the dataset: cannot create {dest} ({e.strerror or e})") from None
     errors: list[str] = []
-    try:
-        import kagglehub
-
-        cached = Path(kagglehub.dataset_download(KAGGLE_HANDLE))
-        target = dest / "brain-tumor-multimodal-ct-mri"
-        if not target.exists():
-            # kagglehub caches under ~/.cache/kagglehub; keep a copy in data/ so the
-            # project is self-contained and found again offline.
-            shutil.copytree(cached, target)
-        root = find_root(target)
-        if root is not None:
-            return root
-        errors.append(f"kagglehub: downloaded to {cached} but the expected folders are missing")
-    except Exception as e:  # noqa: BLE001 - any failure falls through to the next source
-        errors.append(f"kagglehub: {type(e).__name__}: {e}")
-    try:
-        from kaggle.api.kaggle_api_extended import KaggleApi
-
-        api = KaggleApi()
-        api.authenticate()
-        target = dest / "brain-tumor-multimodal-ct-mri"
-        api.dataset_download_files(KAGGLE_HANDLE, path=str(target), unzip=True, quiet=False)
-        root = find_root(target)
-        if root is not None:
-            return root
-        errors.append(f"kaggle API: downloaded to {target} but the expected folders are missing")
-    except Exception as e:  # noqa: BLE001
-        errors.append(f"kaggle API: {type(e).__name__}: {e}")
-    raise DatasetError("could not download the dataset:\n  " + "\n  ".join(errors))
+    for name, fn in DOWNLOADERS:
+        try:
+            return _quietly(fn, dest)
+        except RuntimeError as e:
+            errors.append(f"{name}: {e}")
+    raise DatasetError("could not download the dataset:\n    " + "\n    ".join(errors))
 
 
 def locate_dataset(path: str | Path | None = None, config: Config | None = None,
@@ -132,9 +166,10 @@ def locate_dataset(path: str | Path | None = None, config: Config | None = None,
             tried.append(str(e))
     raise DatasetError(
         "dataset not found. Tried:\n  - " + "\n  - ".join(tried) + "\n"
-        f"Fix: download '{KAGGLE_HANDLE}' from Kaggle and set {DATA_DIR_ENV} to the folder "
-        f"holding '{MODALITY_FOLDERS['CT']}/' and '{MODALITY_FOLDERS['MRI']}/', "
-        "or pass --data-dir."
+        f"Fix: set {DATA_DIR_ENV} (or pass --data-dir) to a copy of '{KAGGLE_HANDLE}', the "
+        f"folder holding '{MODALITY_FOLDERS['CT']}/' and '{MODALITY_FOLDERS['MRI']}/'; or go "
+        "online (kagglehub needs no login for this public dataset); or log in to Kaggle "
+        "(`kaggle auth login`, or a token in ~/.kaggle/) and run the command again."
     )
 
 
