@@ -9,7 +9,7 @@ instead of stopping the batch. Scans also get one summary row per series or volu
 (:func:`volume_table`).
 
 Files are decoded and preprocessed (crop-mask included) in worker processes
-(:mod:`braintumor.sources`) while the network runs on the previous chunk in this one.
+(:mod:`braintumor.inputs`) while the network runs on the previous chunk in this one.
 """
 from __future__ import annotations
 
@@ -33,7 +33,7 @@ from .metrics import apply_temperature
 from .models.classifier import LOGITS_LAYER, POOL_LAYER
 from .models.modelcard import is_run, load_run
 from .ood import FLAT_WARNING, add_flat
-from .sources import Item, expand_inputs, load_source
+from .inputs import Item, expand_inputs, load_source
 
 __all__ = ["Predictor", "expand_inputs", "predict", "resolve_run", "volume_table", "write_gradcams",
            "write_results"]
@@ -75,7 +75,7 @@ def start_pool(workers: int) -> ProcessPoolExecutor:
 
 def iter_sources(jobs: list[tuple[str, int, str]], pool: ProcessPoolExecutor | None = None,
                  in_flight: int = 16) -> Iterator[list[Item]]:
-    """:func:`braintumor.sources.load_source` for every job, in order: in ``pool``'s worker
+    """:func:`braintumor.inputs.load_source` for every job, in order: in ``pool``'s worker
     processes when given, with at most ``in_flight`` jobs submitted ahead (memory stays flat
     for any number of files), else in this process."""
     if pool is None:
