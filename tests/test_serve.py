@@ -15,6 +15,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -228,3 +229,24 @@ def test_app_in_headless_chromium(tiny):
         shot = page.screenshot(full_page=True)
     assert len(shot) > 10_000
     print(f"\nbrowser test: {time.perf_counter() - t0:.1f} s")
+
+
+def test_analyse_shows_each_slice_of_a_nifti_upload(tiny, tmp_path):
+    """A volume gives one result per slice (capped on the page), each with its own prediction;
+    an image uploaded beside it keeps its single row."""
+    nib = pytest.importorskip("nibabel")
+    from braintumor.inference import Predictor
+
+    volume = np.zeros((48, 48, 15), np.float32)
+    yy, xx = np.mgrid[:48, :48]
+    volume[((yy - 24) ** 2 + (xx - 24) ** 2) < 18 ** 2] = 100.0
+    volume += np.random.default_rng(0).normal(0, 5, volume.shape).astype(np.float32)
+    path = tmp_path / "vol.nii.gz"
+    nib.save(nib.Nifti1Image(volume, np.eye(4)), str(path))
+    files = [("vol.nii.gz", path.read_bytes()), ("scan_good.png", tiny["good"].read_bytes())]
+    rows = serve.analyse(Predictor.load(tiny["run"]), files)
+    slices = [r for r in rows if r["name"].startswith("vol.nii.gz")]
+    assert len(slices) == serve.MAX_SLICES_SHOWN and rows[-1]["name"] == "scan_good.png"
+    assert all(r["error"] == "" and r["gradcam"] is not None for r in slices)
+    assert len({r["name"] for r in slices}) == len(slices)  # each slice named
+    assert any("15 slices" in w for w in slices[-1]["warnings"])

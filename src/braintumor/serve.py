@@ -173,6 +173,29 @@ def describe(row: dict, card: dict) -> dict:
             "calibration_text": calibration}
 
 
+MAX_SLICES_SHOWN = 12
+
+
+def _result(predictor, df, j: int, name: str, data: bytes, gradcam_dir: Path) -> dict:
+    """One prediction row ready for the page: thumbnail, Grad-CAM and warnings."""
+    row = {k: _clean(v) for k, v in df.iloc[j].to_dict().items()}
+    row["error"] = row.get("error") or ""
+    slice_label = row.get("slice") or ""
+    row.update(name=f"{name} ({slice_label.split('#')[-1]})" if slice_label else name, thumbnail=None,
+               gradcam=None, gradcam_error="")
+    if not row["error"]:
+        row["thumbnail"] = None if slice_label else _thumbnail(data)
+        try:
+            from braintumor.inference import write_gradcams
+
+            written = write_gradcams(predictor, df.iloc[[j]], gradcam_dir)
+            row["gradcam"] = written[0].read_bytes() if written else None
+        except Exception as e:  # noqa: BLE001 - the prediction stands without its heat-map
+            row["gradcam_error"] = f"{type(e).__name__}: {e}"
+    row["warnings"] = row_warnings(row)
+    return row
+
+
 def analyse(predictor: "Predictor", files: list[tuple[str, bytes]]) -> list[dict]:
     """Predict every uploaded ``(name, bytes)`` and draw Grad-CAM for the readable ones.
 
@@ -191,20 +214,13 @@ def analyse(predictor: "Predictor", files: list[tuple[str, bytes]]) -> list[dict
         df = predictor.predict_paths(paths, progress=False)
         results = []
         for i, (name, data) in enumerate(files):
-            row = {k: _clean(v) for k, v in df.iloc[i].to_dict().items()}
-            row["error"] = row.get("error") or ""
-            row.update(name=name, thumbnail=None, gradcam=None, gradcam_error="")
-            if not row["error"]:
-                row["thumbnail"] = _thumbnail(data)
-                try:
-                    from braintumor.inference import write_gradcams
-
-                    written = write_gradcams(predictor, df.iloc[[i]], Path(tmp) / "gradcam" / f"{i:04d}")
-                    row["gradcam"] = written[0].read_bytes() if written else None
-                except Exception as e:  # noqa: BLE001 - the prediction stands without its heat-map
-                    row["gradcam_error"] = f"{type(e).__name__}: {e}"
-            row["warnings"] = row_warnings(row)
-            results.append(row)
+            # An image gives one row; a DICOM or NIfTI upload one row per slice.
+            rows = df.index[df["path"].astype(str) == str(paths[i])].tolist() or [i]
+            for j in rows[:MAX_SLICES_SHOWN]:
+                results.append(_result(predictor, df, j, name, data, Path(tmp) / "gradcam" / f"{j:05d}"))
+            if len(rows) > MAX_SLICES_SHOWN:
+                results[-1]["warnings"].append(f"{name}: {len(rows)} slices, the first {MAX_SLICES_SHOWN} shown "
+                                               "(`braintumor predict` scores them all)")
     return results
 
 
