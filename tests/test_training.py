@@ -254,3 +254,30 @@ def test_python_predict_api_accepts_task_folder(trained_run, separable):
     rows = braintumor.predict([str(p) for p in images], model=trained_run.parent)  # newest run
     assert list(rows["path"]) == [str(p) for p in images]
     assert (rows["error"] == "").all() and set(rows["model"]) == {f"ct/{trained_run.name}"}
+
+
+def test_card_records_which_phase_was_kept(trained_run):
+    training = json.loads((trained_run / "model_card.json").read_text())["training"]
+    selection = training["phase_selection"]
+    assert training["kept_phase"] in ("frozen", "finetune") and set(selection) >= {"rule", "frozen", "finetune"}
+    better = selection["finetune"]["val_auc"] > selection["frozen"]["val_auc"] + 1e-6
+    assert (training["kept_phase"] == "finetune") == better or (
+        abs(selection["finetune"]["val_auc"] - selection["frozen"]["val_auc"]) <= 1e-6)
+
+
+def test_a_finetune_that_hurts_is_discarded(separable):
+    """Never keep a worse model: a fine-tuning phase with an absurd learning rate wrecks the
+    network; the saved model is the head-only one, and the card says so."""
+    from braintumor.training import train
+
+    cfg = separable["config"].replace(lr_finetune=50.0, epochs_finetune=1, epochs_frozen=40, seed=11)
+    run = train(cfg, verbose=0)
+    card = json.loads((run / "model_card.json").read_text())
+    selection = card["training"]["phase_selection"]
+    assert card["training"]["kept_phase"] == "frozen"
+    assert card["training"]["epochs_run"]["finetune"] == 1  # it did run
+    finetune_auc = selection["finetune"]["val_auc"]
+    assert not finetune_auc == finetune_auc or finetune_auc < selection["frozen"]["val_auc"]  # NaN or worse
+    # The saved model is the head: its validation AUC is the head's.
+    assert card["validation_metrics"]["auc"] == pytest.approx(selection["frozen"]["val_auc"], abs=1e-6)
+    assert card["validation_metrics"]["auc"] > 0.9
