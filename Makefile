@@ -10,8 +10,8 @@ export BRAINTUMOR_DATA_DIR ?= $(SHARED)/datasets/brain-tumor-multimodal-ct-mri/D
 endif
 export KERAS_HOME ?= $(HOME)/.keras
 TASKS ?= ct mri
-# Extra `braintumor train` options. Config's defaults are the CPU-sized schedule (4 fine-tuning
-# epochs, about 20 minutes per task on 2 cores); raise --epochs-finetune on a GPU.
+# Extra `braintumor train` options. Config's defaults are the study's CPU-sized schedule
+# (studies/main.toml: head + 2 fine-tuning epochs); raise --epochs-finetune on a GPU.
 TRAIN_ARGS ?=
 
 .PHONY: install test reproduce index split train notebook bench seed-weights clean-cache

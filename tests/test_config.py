@@ -13,7 +13,7 @@ from braintumor.config import AuditSettings, Config, EvaluationSettings
 
 def test_defaults_are_the_published_schedule():
     cfg = Config()
-    assert (cfg.lr_finetune, cfg.epochs_finetune, cfg.epochs_frozen) == (2e-4, 4, 60)
+    assert (cfg.lr_finetune, cfg.epochs_finetune, cfg.epochs_frozen) == (2e-4, 2, 60)
     assert cfg.audit == AuditSettings() and cfg.evaluation == EvaluationSettings()
 
 

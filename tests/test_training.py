@@ -269,3 +269,30 @@ def test_frozen_features_are_cached_and_shared_across_seeds(separable, monkeypat
     assert calls == []  # another seed reads both splits from the cache
     training.train(config.replace(seed=12, image_size=SIZE + 8), verbose=0)
     assert len(calls) == 2  # another image size is another cache entry
+
+
+def test_card_records_which_phase_was_kept(trained_run):
+    training = json.loads((trained_run / "model_card.json").read_text())["training"]
+    selection = training["phase_selection"]
+    assert training["kept_phase"] in ("frozen", "finetune") and set(selection) >= {"rule", "frozen", "finetune"}
+    better = selection["finetune"]["val_auc"] > selection["frozen"]["val_auc"] + 1e-6
+    assert (training["kept_phase"] == "finetune") == better or (
+        abs(selection["finetune"]["val_auc"] - selection["frozen"]["val_auc"]) <= 1e-6)
+
+
+def test_a_finetune_that_hurts_is_discarded(separable):
+    """Never keep a worse model: a fine-tuning phase with an absurd learning rate wrecks the
+    network; the saved model is the head-only one, and the card says so."""
+    from braintumor.training import train
+
+    cfg = separable["config"].replace(lr_finetune=50.0, epochs_finetune=1, epochs_frozen=40, seed=11)
+    run = train(cfg, verbose=0)
+    card = json.loads((run / "model_card.json").read_text())
+    selection = card["training"]["phase_selection"]
+    assert card["training"]["kept_phase"] == "frozen"
+    assert card["training"]["epochs_run"]["finetune"] == 1  # it did run
+    finetune_auc = selection["finetune"]["val_auc"]
+    assert not finetune_auc == finetune_auc or finetune_auc < selection["frozen"]["val_auc"]  # NaN or worse
+    # The saved model is the head: its validation AUC is the head's.
+    assert card["validation_metrics"]["auc"] == pytest.approx(selection["frozen"]["val_auc"], abs=1e-6)
+    assert card["validation_metrics"]["auc"] > 0.9

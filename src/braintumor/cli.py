@@ -4,6 +4,8 @@
     braintumor audit-duplicates    duplicate groups, label conflicts, threshold comparison
     braintumor split               write the group-aware split manifest
     braintumor train --task ct     fine-tune a backbone and save model + model card
+    braintumor study run|status|report|compare   the matched multi-seed study (studies/main.toml)
+    braintumor compare RUN_A RUN_B paired differences of two runs on the same test rows
 
 Options that set a :class:`~braintumor.config.Config` field are generated from the field
 (:func:`add_option`), so their names, types, defaults and help cannot drift from it.
@@ -365,7 +367,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = _subcommand(sub, "evaluate", "calibrate + threshold on validation, report on test", cmd_evaluate)
     p.add_argument("--model", required=True, help="run folder models/<task>/<run-id>, or models/<task> for its newest run")
-    for name in ("rule", "target", "n_resamples"):
+    for name in ("rule", "target", "n_resamples", "cluster"):
         add_option(p, "evaluation." + name)
     p.add_argument("--no-figures", action="store_true")
     p.add_argument("--no-ood", action="store_true",
@@ -410,7 +412,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "(reports/audit/shortcuts.*)", cmd_audit_shortcuts)
     add_option(p, "audit.tasks", choices=["ct", "mri"])
     add_option(p, "backbone", help="frozen feature extractor")
-    for name in ("image_size", "seed", "audit.n_resamples", "audit.limit_per_class", "audit.workers"):
+    for name in ("image_size", "seed", "audit.n_resamples", "audit.n_permutations", "audit.limit_per_class",
+                 "audit.workers"):
         add_option(p, name)
     p.add_argument("--out", help="output folder (default: reports/audit)")
     p.add_argument("--no-examples", action="store_true", help="skip the mitigation example figure")
@@ -426,6 +429,10 @@ def build_parser() -> argparse.ArgumentParser:
     from . import serve  # light: Streamlit and TensorFlow load only when the app starts
 
     serve.add_parser(sub)
+
+    from .studies import cli as studies_cli  # study run/status/report/compare, compare
+
+    studies_cli.add_parsers(sub)
 
     p = _subcommand(sub, "results", "the results table from reports/*/metrics.json", cmd_results, data=False)
     p.add_argument("--update-readme", action="store_true", help="rewrite README.md's results block")

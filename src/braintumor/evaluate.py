@@ -52,9 +52,34 @@ def _calibration(y_val, p_val_raw, p_val, y_test, p_test_raw, p_test, temperatur
             "test_ece_before": ece(y_test, p_test_raw), "test_ece_after": ece(y_test, p_test)}
 
 
+PREDICTIONS_NAME = "predictions.csv"  # per-image test predictions beside metrics.json (no pixels)
+
+
+def write_predictions(out: Path, rows: pd.DataFrame, classes: list[str], probs: np.ndarray,
+                      pred: np.ndarray, cluster: str = "group") -> Path:
+    """``predictions.csv``: one row per test image — path, duplicate group (and the bootstrap
+    cluster when another column), label ``y``, calibrated ``p`` = P(tumour) (binary) or
+    ``p_<class>`` per class, and the decision ``pred`` — for paired comparisons
+    (``braintumor compare``)."""
+    df = pd.DataFrame({"path": rows["path"].to_numpy(), "group": rows["group"].to_numpy()})
+    if cluster != "group":
+        df["cluster"] = rows[cluster].to_numpy()
+    df["y"] = rows["y"].to_numpy()
+    if probs.ndim == 1:
+        df["p"] = probs
+    else:
+        for k, name in enumerate(classes):
+            df[f"p_{name}"] = probs[:, k]
+    df["pred"] = pred
+    path = out / PREDICTIONS_NAME
+    df.to_csv(path, index=False, float_format="%.6g")
+    return path
+
+
 def evaluate_run(run_dir: str | Path, config: Config | None = None, figures: bool = True,
-                 progress: bool = True) -> dict:
-    """Calibrate and threshold on validation, report on test, write ``metrics.json``."""
+                 progress: bool = True, out: str | Path | None = None) -> dict:
+    """Calibrate and threshold on validation, report on test, write ``metrics.json`` and
+    ``predictions.csv`` to ``out`` (default :func:`report_dir`)."""
     config = config or Config()
     settings = config.evaluation
     run_dir = Path(run_dir)
@@ -82,7 +107,11 @@ def evaluate_run(run_dir: str | Path, config: Config | None = None, figures: boo
     # 2. The test split, read once.
     test = _split(config, card, "test", progress)
     z_test = _logits(predictor, test, config.batch_size)
-    y_test, groups = test.y, test.rows["group"].to_numpy()
+    # The bootstrap's resampling unit: duplicate groups, or a coarser cluster column.
+    if settings.cluster not in test.rows:
+        raise BrainTumorError(f"bootstrap cluster {settings.cluster!r} is not a manifest column "
+                              f"(have: {', '.join(test.rows.columns)})")
+    y_test, groups = test.y, test.rows[settings.cluster].astype(str).to_numpy()
     p_test_raw = metrics.apply_temperature(z_test, 1.0, binary, kind="logits")
     p_test = metrics.apply_temperature(z_test, temperature, binary, kind="logits")
     if binary:
@@ -103,12 +132,18 @@ def evaluate_run(run_dir: str | Path, config: Config | None = None, figures: boo
         "n_val": int(len(y_val)),
         "test": evaluate(y_test, p_test, groups=groups),
     }
+    if settings.cluster != "group":
+        report["test"]["bootstrap"]["unit"] = f"cluster ({settings.cluster})"
+    pred = (p_test >= chosen["threshold"]).astype(int) if binary else np.asarray(p_test).argmax(axis=1)
     if task.name == "pooled":
         report["test_by_modality"] = metrics.breakdown_by(
             evaluate, test.rows["modality"].to_numpy(), y_test, p_test, groups)
-    out = report_dir(config, card)
+    out = Path(out) if out is not None else report_dir(config, card)
     out.mkdir(parents=True, exist_ok=True)
     (out / "metrics.json").write_text(json.dumps(report, indent=2) + "\n")
+    write_predictions(out, test.rows, list(task.classes), np.asarray(p_test), pred, settings.cluster)
+    shown = out.relative_to(config.root_path) if out.is_relative_to(config.root_path) else out
+    update_card(run_dir, evaluation_report=str(shown / "metrics.json"))
     if figures:
         write_figures(out, run_dir, report, predictor, test.images, test.rows,
                       probs={"val_raw": p_val_raw, "val": p_val, "test_raw": p_test_raw, "test": p_test},

@@ -171,6 +171,8 @@ class _Run:
     seconds: dict[str, float] = field(default_factory=dict)
     finetuned_layers: int = 0
     backbone_info: dict = field(default_factory=dict)
+    kept_phase: str = "frozen"
+    phase_selection: dict = field(default_factory=dict)  # per phase: validation AUC and loss
 
 
 FEATURE_CACHE_VERSION = "v1"
@@ -248,7 +250,46 @@ def _phase2(model, backbone, strategy, data: TrainingData, config: Config, run_d
     run.histories["finetune"] = hist.history
 
 
-def train(config: Config, data: TrainingData | None = None, verbose: int = 1) -> Path:
+def validation_scores(task: Task, y_val: np.ndarray, probs: np.ndarray) -> dict:
+    """Validation AUC (macro one-vs-rest for multi-class) and log loss of one phase's model."""
+    from sklearn.metrics import log_loss, roc_auc_score
+
+    n_classes = len(task.classes)
+    if not np.isfinite(probs).all():  # a diverged fine-tune: never the better model
+        return {"val_auc": float("nan"), "val_loss": float("inf")}
+    if task.binary:
+        p = np.clip(probs.reshape(-1).astype(float), 1e-7, 1 - 1e-7)
+        auc = roc_auc_score(y_val, p) if len(set(y_val)) == 2 else float("nan")
+        loss = log_loss(y_val, p, labels=[0, 1])
+    else:
+        q = np.clip(probs.astype(float), 1e-7, 1.0)
+        q = q / q.sum(axis=1, keepdims=True)
+        auc = roc_auc_score(y_val, q, multi_class="ovr", average="macro", labels=list(range(n_classes)))
+        loss = log_loss(y_val, q, labels=list(range(n_classes)))
+    return {"val_auc": float(auc), "val_loss": float(loss)}
+
+
+def finetune_is_better(frozen: dict, finetune: dict) -> bool:
+    """Whether the fine-tuned model beats the head-only one on validation: higher AUC, or
+    the same AUC (to 1e-6) and lower log loss. A tie keeps the head (the simpler model)."""
+    a, b = frozen["val_auc"], finetune["val_auc"]
+    if not np.isfinite(b):
+        return False
+    if not np.isfinite(a) or b > a + 1e-6:
+        return True
+    return abs(b - a) <= 1e-6 and finetune["val_loss"] < frozen["val_loss"]
+
+
+def _predict_val(model, data: TrainingData, n_classes: int, config: Config) -> tuple[np.ndarray, np.ndarray]:
+    """``(y, probabilities)`` on the validation images the phases were selected on (with
+    the recipe's synthetic ones, as early stopping saw them)."""
+    x_val, y_val = data.arrays("val")
+    ds = make_dataset(x_val, y_val, n_classes, config.batch_size, training=False, seed=0)
+    return y_val, model.predict(ds.map(images_only), verbose=0)
+
+
+def train(config: Config, data: TrainingData | None = None, verbose: int = 1,
+          run_id: str | None = None) -> Path:
     """Run both phases for ``config`` and return the run folder (model + card)."""
     import keras
 
@@ -258,7 +299,8 @@ def train(config: Config, data: TrainingData | None = None, verbose: int = 1) ->
     keras.utils.set_random_seed(config.seed)
     data = data or load_training_data(config, progress=verbose > 0)
     task, n_classes = data.task, len(data.task.classes)
-    run_dir = config.models_path / result_name(task.name, config.preprocess, config.recipe) / new_run_id(config)
+    run_dir = (config.models_path / result_name(task.name, config.preprocess, config.recipe)
+               / (run_id or new_run_id(config)))
     run_dir.mkdir(parents=True, exist_ok=True)
 
     run = _Run()
@@ -269,7 +311,19 @@ def train(config: Config, data: TrainingData | None = None, verbose: int = 1) ->
         backbone.trainable = False
         model = build_classifier(backbone, n_classes, config.image_size, config.dropout)
     _phase1(model, data, config, run, verbose)
+    # Never keep a worse model: the head-only weights stay in memory, and the fine-tuned
+    # model replaces them only if it is better on validation (AUC, then loss).
+    head_weights = model.get_weights()
+    run.phase_selection["frozen"] = validation_scores(task, *_predict_val(model, data, n_classes, config))
     _phase2(model, backbone, strategy, data, config, run_dir, run, verbose)
+    if run.histories["finetune"]:
+        run.phase_selection["finetune"] = validation_scores(task, *_predict_val(model, data, n_classes, config))
+        if finetune_is_better(run.phase_selection["frozen"], run.phase_selection["finetune"]):
+            run.kept_phase = "finetune"
+        else:
+            model.set_weights(head_weights)
+            if verbose:
+                print("fine-tuning did not beat the head on validation: keeping the head-only model")
     (run_dir / "checkpoint.keras").unlink(missing_ok=True)  # the final model is the best one
 
     val_ds = make_dataset(data.val.images, data.val.y, n_classes, config.batch_size, training=False, seed=0)
@@ -324,6 +378,11 @@ def model_card(config: Config, data: TrainingData, run: _Run, run_id: str, histo
             "config": config.to_dict(),
             "epochs_run": epochs_run,
             "finetuned_layers": run.finetuned_layers,
+            # Which phase's weights were saved: "finetune" only when it beat the head-only
+            # model on validation AUC (ties: log loss); scores of each phase beside it.
+            "kept_phase": run.kept_phase,
+            "phase_selection": {"rule": "validation AUC, ties broken by validation log loss; "
+                                        "a tie keeps the head", **run.phase_selection},
             "n_train": int(len(y_train)), "n_val": int(len(data.val.y)),
             "class_counts_train": {c: int((y_train == i).sum()) for i, c in enumerate(task.classes)},
             "synthetic_images": n_synthetic,

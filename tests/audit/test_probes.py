@@ -44,10 +44,18 @@ def test_permutation_control_lands_at_chance():
     rows = probe_rows(y)
     settings = Config().replace(audit={"n_resamples": 200, "c_grid": (0.01, 1.0)})
     honest = probes.run_probe(x, rows, settings)
-    control = probes.permutation_control(x, rows, settings)
+    control = probes.permutation_control(x, rows, settings, observed=honest)
     assert honest["accuracy"]["value"] >= 0.95
     assert 0.35 <= control["accuracy"]["value"] <= 0.65  # mean over the shufflings
-    assert len(control["permutations"]) == settings.audit.n_permutations == 5
+    assert len(control["permutations"]) == settings.audit.n_permutations == 20
+    # The empirical null and the permutation p-value of the unshuffled probe. On clustered
+    # features a shuffle can still land at 0 or 1 (labels of a cluster move together), which
+    # is why one shuffle is not a control and p counts every shuffle at least as good.
+    for metric in ("accuracy", "roc_auc"):
+        null = np.array([r[metric]["value"] for r in control["permutations"]])
+        expected = (1 + np.sum(null >= honest[metric]["value"])) / 21
+        assert control["p_value"][metric] == expected
+        assert control["null"][metric]["q025"] <= control["null"][metric]["mean"] <= control["null"][metric]["q975"]
     singles = [r["accuracy"]["value"] for r in control["permutations"]]
     assert len(set(singles)) > 1  # each shuffle differs
     assert control["accuracy"]["low"] == min(singles) and control["accuracy"]["high"] == max(singles)

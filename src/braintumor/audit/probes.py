@@ -15,7 +15,7 @@ probe              what the classifier sees
 ``head_only``      only the head: everything around it blanked
 ``thumbnail``      a 16 x 16 grey thumbnail, raw pixels, no backbone (global intensity style)
 ``image_stats``    width, height, format, colour mode, file bytes, mean / std intensity
-``permutation``    the full image with the training labels shuffled, 5 times (must land at chance)
+``permutation``    the full image with the training labels shuffled, 20 times: an empirical null
 ``leakage``        the full image on a random image-level split of the same sizes (duplicates
                    of test images then sit in training), next to the group-aware split
 =================  ==========================================================================
@@ -113,24 +113,36 @@ def run_probe(x: np.ndarray, rows: pd.DataFrame, config: Config,
             "n_train": int(tr.sum()), "n_val": int(va.sum()), "n_features": int(x.shape[1])}
 
 
-def permutation_control(x: np.ndarray, rows: pd.DataFrame, config: Config) -> dict:
+def permutation_control(x: np.ndarray, rows: pd.DataFrame, config: Config,
+                        observed: dict | None = None) -> dict:
     """The full-image probe refitted on ``config.audit.n_permutations`` shufflings of the
-    training labels.
+    training labels: an empirical null distribution.
 
     One shuffle is not enough: test images cluster by source, so a single permutation
     that happens to give one cluster mostly one label moves the whole cluster together
     and lands far from chance in either direction. The headline is the mean over
     permutations; ``low``/``high`` are the smallest and largest single-permutation values
-    (not a bootstrap interval); each permutation's own report is kept.
+    (not a bootstrap interval); ``null`` gives the null's 2.5% / 97.5% quantiles. With
+    ``observed`` (the unshuffled probe's report), ``p_value[metric]`` is the permutation
+    p-value of the observed value, ``(1 + #{null >= observed}) / (1 + n_permutations)``.
+    Each permutation's own report is kept.
     """
     runs = [run_probe(x, rows, config, permute_train=k) for k in range(config.audit.n_permutations)]
     out: dict = {}
+    null: dict = {}
+    p_values: dict = {}
     for metric in ("accuracy", "balanced_accuracy", "roc_auc"):
-        values = [r[metric]["value"] for r in runs]
-        out[metric] = {"value": float(np.mean(values)), "low": float(min(values)), "high": float(max(values))}
+        values = np.array([r[metric]["value"] for r in runs], dtype=float)
+        out[metric] = {"value": float(np.mean(values)), "low": float(values.min()), "high": float(values.max())}
+        null[metric] = {"mean": float(np.mean(values)), "sd": float(np.std(values, ddof=1)) if len(values) > 1 else 0.0,
+                        "q025": float(np.quantile(values, 0.025)), "q975": float(np.quantile(values, 0.975))}
+        if observed is not None and metric in observed:
+            seen = float(observed[metric]["value"])
+            p_values[metric] = float((1 + np.sum(values >= seen)) / (1 + len(values)))
     keep = ("n_test", "n_test_groups", "chance_accuracy", "n_train", "n_val", "n_features")
     return {**out, **{k: runs[0][k] for k in keep}, "interval": f"range over {len(runs)} permutations",
-            "permutations": runs}
+            "null": null, "p_value": p_values or None,
+            "p_value_of": "the unshuffled full-image probe" if p_values else None, "permutations": runs}
 
 
 def random_split_like(rows: pd.DataFrame, seed: int) -> pd.Series:
@@ -211,7 +223,8 @@ class ProbeRunner:
                     print(f"  {task_name} {key:9s} {probe:12s} acc {r['accuracy']['value']:.3f} "
                           f"AUC {r['roc_auc']['value']:.3f} ({time.perf_counter() - t0:.0f} s)", flush=True)
         full = self.features(rows, RAW, "full")
-        result["raw"]["permutation"] = permutation_control(full, rows, self.config)
+        result["raw"]["permutation"] = permutation_control(full, rows, self.config,
+                                                            observed=result["raw"]["full"])
         random_split = random_split_like(rows, self.config.seed)
         result["raw"]["leakage"] = {
             **run_probe(full, rows, self.config, split=random_split),

@@ -4,6 +4,9 @@
 * :mod:`~braintumor.metrics.calibration`: temperature scaling, reliability, ECE;
 * :mod:`~braintumor.metrics.bootstrap`: confidence intervals from resampling whole
   duplicate groups (copies of one scan are not independent evidence), vectorised;
+* :mod:`~braintumor.metrics.intervals`: Wilson / Clopper–Pearson intervals for proportions;
+* :mod:`~braintumor.metrics.compare`: paired comparison of two models on the same images
+  (paired group bootstrap, fast DeLong);
 * :mod:`~braintumor.metrics.report`: evaluation reports and their formatting.
 
 Everything public is importable from :mod:`braintumor.metrics` itself.
@@ -15,6 +18,8 @@ from .bootstrap import (CI, BinaryMetricSet, BootstrapResult, MulticlassMetricSe
 from .calibration import (PROB_EPS, apply_temperature, expected_calibration_error, fit_temperature,
                           logit_to_prob, prob_to_logit, reliability_curve)
 from .classification import binary_metrics, choose_threshold, multiclass_metrics, specificity_at_sensitivity
+from .compare import delong, delong_interval, fast_delong, paired_bootstrap, paired_comparison
+from .intervals import binary_proportions, clopper_pearson_interval, proportion_entry, wilson_interval
 from .report import (BINARY_HEADLINE, MULTICLASS_HEADLINE, breakdown_by, evaluate_binary,
                      evaluate_multiclass, format_ci, jsonable)
 
@@ -25,4 +30,6 @@ __all__ = [
     "binary_metrics", "choose_threshold", "multiclass_metrics", "specificity_at_sensitivity",
     "BINARY_HEADLINE", "MULTICLASS_HEADLINE", "breakdown_by", "evaluate_binary", "evaluate_multiclass",
     "format_ci", "jsonable",
+    "delong", "delong_interval", "fast_delong", "paired_bootstrap", "paired_comparison",
+    "binary_proportions", "clopper_pearson_interval", "proportion_entry", "wilson_interval",
 ]

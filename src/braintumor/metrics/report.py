@@ -11,6 +11,11 @@ import numpy as np
 from .bootstrap import BinaryMetricSet, BootstrapResult, MulticlassMetricSet, grouped_bootstrap
 from .calibration import reliability_curve
 from .classification import _PRF, _check_multiclass
+from .intervals import binary_proportions, proportion_entry
+
+# Proportions also get a Wilson score interval (images as the unit): unlike the percentile
+# bootstrap it never collapses to [1, 1] when the count is at the edge.
+PROPORTION_INTERVAL = "wilson"
 
 
 def jsonable(obj):
@@ -86,6 +91,10 @@ def evaluate_binary(
         "sens_target": sens_target,
         "confusion_matrix": {k: int(boot[k].value) for k in ("tn", "fp", "fn", "tp")},
         "metrics": _ci_entries(boot, BINARY_HEADLINE),
+        "proportion_intervals": {
+            "method": f"{PROPORTION_INTERVAL} score interval, images as the unit",
+            **binary_proportions(*(int(boot[k].value) for k in ("tn", "fp", "fn", "tp")),
+                                 method=PROPORTION_INTERVAL, alpha=alpha)},
         "reliability": reliability_curve(y_true, p, n_bins),
         "bootstrap": _bootstrap_info(boot),
     })
@@ -118,6 +127,7 @@ def evaluate_multiclass(
         "n_groups": boot.n_groups,
         "confusion_matrix": full["confusion_matrix"],
         "metrics": _ci_entries(boot, MULTICLASS_HEADLINE),
+        "proportion_intervals": _multiclass_proportions(full["confusion_matrix"], classes, alpha),
         "per_class": {
             name: {**_ci_entries(boot, [f"{m}/{name}" for m in (*_PRF, "auc")]),
                    "support": full[f"support/{name}"]}
@@ -126,6 +136,16 @@ def evaluate_multiclass(
         "reliability": reliability_curve(y, q, n_bins),
         "bootstrap": _bootstrap_info(boot),
     })
+
+
+def _multiclass_proportions(cm, classes: Sequence[str], alpha: float) -> dict:
+    """Wilson intervals for accuracy and each class's recall from a confusion matrix."""
+    cm = np.asarray(cm)
+    out = {"method": f"{PROPORTION_INTERVAL} score interval, images as the unit",
+           "accuracy": proportion_entry(int(np.trace(cm)), int(cm.sum()), PROPORTION_INTERVAL, alpha)}
+    for k, name in enumerate(classes):
+        out[f"recall/{name}"] = proportion_entry(int(cm[k, k]), int(cm[k].sum()), PROPORTION_INTERVAL, alpha)
+    return out
 
 
 def breakdown_by(report_fn: Callable, key, y_true, scores, groups) -> dict:

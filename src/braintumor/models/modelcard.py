@@ -63,8 +63,9 @@ def training_schedule(card: dict) -> str:
     """How a run was trained, in a few words: image size, epochs run, fine-tuning rate."""
     training = card.get("training", {})
     cfg, run = training.get("config", {}), training.get("epochs_run", {})
+    kept = " (head kept)" if training.get("kept_phase") == "frozen" and run.get("finetune") else ""
     return (f"{card.get('image_size', cfg.get('image_size'))} px, head {run.get('frozen', '?')} + "
-            f"fine-tune {run.get('finetune', '?')} ep, lr {cfg.get('lr_finetune', '?'):g}")
+            f"fine-tune {run.get('finetune', '?')} ep, lr {cfg.get('lr_finetune', '?'):g}{kept}")
 
 
 def load_run(run_dir: str | Path):

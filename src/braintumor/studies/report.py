@@ -1,0 +1,171 @@
+"""Aggregate a study's finished runs: per arm, mean ± sd over seeds and a pooled interval.
+
+The pooled interval combines the two sources of spread a single run hides (Rubin's rules
+for combining repeated analyses): the *within-seed* variance of each run's test estimate
+— from its group-bootstrap interval, or from the Wilson interval when that is wider (a
+proportion at 0 or 1 has a degenerate bootstrap) — and the *between-seed* variance of the
+estimates::
+
+    T = mean(within) + (1 + 1/m) · var(between),   interval = mean ± 1.96 · √T  (clipped to [0, 1])
+
+Only *done* runs count (the current config, manifest and code), so every run reported
+shares the code fingerprint; the summary says whether all arms share the schedule and
+names the git commits the runs were made at.
+"""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+
+from ..config import Config
+from ..errors import BrainTumorError
+from ..files import write_text_atomic
+from ..reporting.readme import markdown_table, replace_block
+from .runner import done_records, result_folder
+from .spec import Study
+
+Z95 = 1.959963984540054
+BINARY_METRICS = ("accuracy", "balanced_accuracy", "sensitivity", "specificity", "roc_auc", "ece")
+MULTICLASS_METRICS = ("accuracy", "balanced_accuracy", "macro_f1", "macro_auc_ovr", "ece")
+SHOWN = {"accuracy": "accuracy", "sensitivity": "sensitivity", "specificity": "specificity",
+         "roc_auc": "AUC", "macro_auc_ovr": "AUC"}
+INTERVAL_NOTE = ("mean ± sd over seeds [pooled 95% interval: within-seed variance (duplicate-group "
+                 "bootstrap, or Wilson when wider) + between-seed variance, Rubin's rules]")
+
+
+def _within_variance(record: dict, metric: str) -> float:
+    entry = record["test"]["metrics"].get(metric) or {}
+    low, high = entry.get("low"), entry.get("high")
+    boot = ((high - low) / (2 * Z95)) ** 2 if low is not None and high is not None else 0.0
+    wilson = (record["test"].get("proportion_intervals") or {}).get(metric)
+    if wilson and wilson.get("low") is not None:
+        boot = max(boot, ((wilson["high"] - wilson["low"]) / (2 * Z95)) ** 2)
+    return boot
+
+
+def pooled(values: list[float], within: list[float]) -> dict:
+    """Rubin's-rules combination of per-seed estimates and their within-seed variances."""
+    v = np.asarray(values, dtype=float)
+    m = v.size
+    mean = float(v.mean())
+    between = float(v.var(ddof=1)) if m > 1 else 0.0
+    total = float(np.mean(within)) + (1 + 1 / m) * between
+    half = Z95 * math.sqrt(max(total, 0.0))
+    return {"value": mean, "low": max(0.0, mean - half), "high": min(1.0, mean + half),
+            "sd_seeds": math.sqrt(between), "within_variance": float(np.mean(within)),
+            "between_variance": between, "n_seeds": m}
+
+
+def aggregate(study: Study, base: Config) -> dict:
+    """The summary dict (``summary.json``)."""
+    by_arm = done_records(study, base)
+    arms, schedules, codes, commits = {}, {}, set(), set()
+    for arm in study.arms:
+        records = sorted(by_arm[arm.name], key=lambda r: r["seed"])
+        if not records:
+            arms[arm.name] = {"task": arm.task, "preprocess": arm.preprocess, "recipe": arm.recipe,
+                              "n_seeds": 0, "seeds": []}
+            continue
+        binary = "roc_auc" in records[0]["test"]["metrics"]
+        names = BINARY_METRICS if binary else MULTICLASS_METRICS
+        metrics = {}
+        for name in names:
+            vals = [r["test"]["metrics"][name]["value"] for r in records
+                    if r["test"]["metrics"].get(name, {}).get("value") is not None]
+            if len(vals) != len(records):
+                continue
+            entry = pooled(vals, [_within_variance(r, name) for r in records])
+            entry["per_seed"] = {str(r["seed"]): v for r, v in zip(records, vals)}
+            metrics[name] = entry
+        schedules[arm.name] = records[0]["schedule"]
+        codes |= {r["code_fingerprint"] for r in records}
+        commits |= {r.get("git_commit") or "unknown" for r in records}
+        arms[arm.name] = {
+            "task": arm.task, "preprocess": arm.preprocess, "recipe": arm.recipe, "folder": result_folder(records[0]),
+            "n_seeds": len(records), "seeds": [r["seed"] for r in records],
+            "n_test_images": records[0]["test"]["n_images"], "n_test_groups": records[0]["test"]["n_groups"],
+            "kept_phase": {r["seed"]: r.get("kept_phase") for r in records},
+            "minutes_per_run": float(np.mean([r["timing"]["total_seconds"] for r in records]) / 60),
+            "metrics": metrics,
+            "records": [str(Path(r["report_dir"]).with_suffix(".json")) for r in records],
+        }
+    distinct = {json.dumps(s, sort_keys=True) for s in schedules.values()}
+    first = next(iter(schedules.values()), {})
+    return {
+        "study": study.name, "study_file": study.path.name, "description": study.description,
+        "seeds": list(study.seeds),
+        "interval": INTERVAL_NOTE,
+        "same_schedule": len(distinct) <= 1,
+        "schedule": first if len(distinct) <= 1 else schedules,
+        "code_fingerprints": sorted(codes), "git_commits": sorted(commits),
+        "n_runs_done": sum(a["n_seeds"] for a in arms.values()),
+        "n_runs_total": len(study.arms) * len(study.seeds),
+        "arms": arms,
+    }
+
+
+def _cell(entry: dict | None) -> str:
+    if not entry:
+        return "—"
+    return f"{entry['value']:.3f} ± {entry['sd_seeds']:.3f} [{entry['low']:.3f}, {entry['high']:.3f}]"
+
+
+def schedule_text(schedule: dict) -> str:
+    return (f"{schedule.get('backbone')} {schedule.get('image_size')} px, head ≤ {schedule.get('epochs_frozen')} "
+            f"ep + fine-tune {schedule.get('epochs_finetune')} ep (top {schedule.get('finetune_fraction', 0):.0%}, "
+            f"lr {schedule.get('lr_finetune'):g}), batch {schedule.get('batch_size')}")
+
+
+def markdown(summary: dict) -> str:
+    """The summary as a Markdown table plus what it rests on (also the README block)."""
+    rows = []
+    for name, a in summary["arms"].items():
+        if not a["n_seeds"]:
+            rows.append([a["task"], a["preprocess"], a["recipe"], "0", "—", "—", "—", "—", "—", "—"])
+            continue
+        m = a["metrics"]
+        kept = sum(1 for k in a["kept_phase"].values() if k == "finetune")
+        auc = m.get("roc_auc") or m.get("macro_auc_ovr")
+        rows.append([a["task"], a["preprocess"], a["recipe"], str(a["n_seeds"]),
+                     f"{a['n_test_images']} ({a['n_test_groups']})", _cell(m.get("accuracy")),
+                     _cell(m.get("sensitivity")), _cell(m.get("specificity")), _cell(auc),
+                     f"{kept}/{a['n_seeds']}"])
+    table = markdown_table(["task", "preprocessing", "recipe", "seeds", "test images (groups)", "accuracy",
+                            "sensitivity", "specificity", "AUC", "fine-tuned model kept"], rows)
+    if summary["same_schedule"]:
+        sched = f"All arms share one schedule: {schedule_text(summary['schedule'])}."
+    else:
+        sched = ("**Arms do not share one schedule** (" + "; ".join(
+            f"{k}: {schedule_text(v)}" for k, v in summary["schedule"].items()) + "): do not compare them.")
+    return "\n".join([
+        table, "",
+        f"Study `{summary['study_file']}`: {summary['n_runs_done']} of {summary['n_runs_total']} runs done "
+        f"(seeds {', '.join(map(str, summary['seeds']))}). Cells: {summary['interval']}. {sched} "
+        f"Code fingerprint {', '.join(summary['code_fingerprints']) or '—'}; git commit(s) "
+        f"{', '.join(c[:12] for c in summary['git_commits']) or '—'}. "
+        "'Fine-tuned model kept': seeds where fine-tuning beat the head on validation AUC "
+        "(otherwise the head-only model was saved).",
+    ])
+
+
+def write_report(study: Study, base: Config, update_readme: bool = False) -> dict:
+    """Write ``summary.json`` / ``summary.md`` (and the README's ``study`` block); return paths."""
+    summary = aggregate(study, base)
+    if summary["n_runs_done"] == 0:
+        raise BrainTumorError(f"study {study.name!r}: no finished runs to report (run `braintumor study run`)")
+    out = study.reports_dir(base)
+    text = markdown(summary)
+    paths = {"json": write_text_atomic(out / "summary.json", json.dumps(summary, indent=2) + "\n"),
+             "md": write_text_atomic(out / "summary.md", f"# Study {study.name}\n\n{text}\n")}
+    if update_readme:
+        readme = base.root_path / "README.md"
+        if not readme.is_file():
+            raise BrainTumorError(f"{readme}: no README to update")
+        old = readme.read_text()
+        new = replace_block(old, "study", text, str(readme))
+        readme.write_text(new)
+        paths["readme"] = readme
+    return {"summary": summary, "markdown": text, "paths": paths}

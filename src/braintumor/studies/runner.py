@@ -1,0 +1,241 @@
+"""Run a study's missing runs, within a time budget, and say what is done.
+
+A run is *done* when ``reports/studies/<study>/<arm>/seed-<seed>.json`` exists and its key
+(:func:`~braintumor.studies.spec.run_key`) equals the key of the run's current config,
+manifest and code; *stale* when the file exists with another key; *missing* otherwise.
+``run_study`` trains and evaluates the runs that are not done, seed by seed (so an
+interrupted study has every arm at the same number of seeds), and stops before a run
+whose estimated time (from the finished runs' own timing) would overrun the budget.
+
+Each finished run leaves, for commit:
+
+* ``models/<task>[-preprocess][-recipe]/study-<study>-s<seed>-<key8>/``: model card and
+  training history (``model.keras`` is git-ignored);
+* ``reports/studies/<study>/<arm>/seed-<seed>/``: ``metrics.json`` and ``predictions.csv``;
+* ``reports/studies/<study>/<arm>/seed-<seed>.json``: the result record (key, config,
+  code fingerprint, commit, timing, headline metrics).
+"""
+from __future__ import annotations
+
+import json
+import shutil
+import statistics
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from ..config import Config, result_name
+from ..errors import BrainTumorError
+from ..files import write_text_atomic
+from ..reporting import provenance
+from .spec import Arm, Study, code_fingerprint, run_key, schedule_of
+
+RUN_PREFIX = "study-"
+# Seconds per work unit before any run is timed: the issue's idle-machine MRI run (head +
+# 4 fine-tuning epochs, 390 s) is ~39,000 units. Later estimates use the finished runs.
+DEFAULT_SECONDS_PER_UNIT = 1 / 100
+OVERHEAD_SECONDS = 20.0  # model build, data loading and saving per run
+
+
+@dataclass
+class RunState:
+    arm: Arm
+    seed: int
+    config: Config
+    key: str
+    record_path: Path
+    status: str  # done | stale | missing
+    record: dict | None
+
+
+def record_path(study: Study, config: Config, arm: Arm, seed: int) -> Path:
+    return study.reports_dir(config) / arm.name / f"seed-{seed}.json"
+
+
+def read_record(path: Path) -> dict | None:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
+def manifest_sha256(config: Config) -> str:
+    from ..data.splits import read_manifest
+
+    if not config.manifest_path.is_file():
+        raise BrainTumorError(f"{config.manifest_path}: no split manifest (run `braintumor split`)")
+    return read_manifest(config.manifest_path).attrs.get("manifest_sha256", "")
+
+
+def states(study: Study, base: Config, only: list[str] | None = None) -> list[RunState]:
+    """Every run of the study (seed-major order) with its status."""
+    code, manifest = code_fingerprint(), manifest_sha256(base)
+    arms = [study.arm(name) for name in only] if only else list(study.arms)
+    out = []
+    for seed in study.seeds:
+        for arm in arms:
+            cfg = study.config(arm, seed, base)
+            key = run_key(cfg, manifest, code)
+            path = record_path(study, base, arm, seed)
+            record = read_record(path) if path.is_file() else None
+            status = "missing" if record is None else ("done" if record.get("key") == key else "stale")
+            out.append(RunState(arm, seed, cfg, key, path, status, record))
+    return out
+
+
+def status_table(study: Study, base: Config) -> list[dict]:
+    """Per arm: seeds done, stale and missing."""
+    rows = {arm.name: {"arm": arm.name, "done": [], "stale": [], "missing": []} for arm in study.arms}
+    for s in states(study, base):
+        rows[s.arm.name][s.status].append(s.seed)
+    return list(rows.values())
+
+
+# ------------------------------------------------------------------------------ estimates
+def work_units(config: Config) -> float:
+    """A run's cost in 'forward passes of one image': feature extraction of train + val,
+    fine-tuning (about 2 forward passes per image and epoch), the validation passes
+    (phase selection, each fine-tuning epoch, the card's summary, evaluation) and the test
+    pass. Read from the manifest only (no images)."""
+    from ..study import load_split
+
+    train = load_split(config, "train", progress=False).rows
+    val = load_split(config, "val", progress=False).rows
+    test = load_split(config, "test", progress=False).rows
+    n_train, n_val = len(train), len(val)
+    if config.recipe == "lesions":  # lesioned copies of the healthy images, in train and val
+        n_train += int((train["y"] == 0).sum()) * config.lesion_copies  # y 0 = healthy
+        n_val += int((val["y"] == 0).sum()) * config.lesion_copies
+    epochs = config.epochs_finetune if config.finetune_fraction > 0 else 0
+    scale = (config.image_size / 224) ** 2
+    return scale * (n_train * (1 + 2 * epochs) + n_val * (5 + epochs) + len(test))
+
+
+def estimate_seconds(config: Config, arm: str, records: list[dict]) -> tuple[float, str]:
+    """Estimated wall time of a run and how it was estimated: seconds per work unit from
+    finished runs of the same arm if any, else of any arm, else a default."""
+    def rate(rs):
+        values = [r["timing"]["total_seconds"] / r["work_units"] for r in rs
+                  if r.get("work_units") and r.get("timing", {}).get("total_seconds")]
+        return statistics.median(values) if values else None
+
+    same = rate([r for r in records if r.get("arm") == arm])
+    any_ = rate(records)
+    per_unit, basis = ((same, "this arm's finished runs") if same is not None else
+                       (any_, "finished runs of other arms") if any_ is not None else
+                       (DEFAULT_SECONDS_PER_UNIT, "a default rate (no run timed yet)"))
+    return OVERHEAD_SECONDS + per_unit * work_units(config), basis
+
+
+# ------------------------------------------------------------------------------ running
+def run_id(study: Study, seed: int, key: str) -> str:
+    return f"{RUN_PREFIX}{study.name}-s{seed}-{key[:8]}"
+
+
+def _relative(path: Path, root: Path) -> str:
+    return str(path.relative_to(root)) if path.is_relative_to(root) else str(path)
+
+
+def _headline(report: dict) -> dict:
+    test = report["test"]
+    return {"metrics": test["metrics"], "proportion_intervals": test.get("proportion_intervals"),
+            "n_images": test["n_images"], "n_groups": test["n_groups"],
+            "bootstrap_unit": test["bootstrap"]["unit"]}
+
+
+def run_one(study: Study, state: RunState, verbose: int = 0) -> dict:
+    """Train and evaluate one run; write and return its record."""
+    from ..evaluate import evaluate_run
+    from ..models.modelcard import read_card
+    from ..training import train
+
+    cfg, root = state.config, state.config.root_path
+    if state.record and state.status == "stale":  # superseded: drop its model folder
+        old = root / state.record.get("run_dir", "")
+        if old.name.startswith(RUN_PREFIX) and old.is_dir() and old != root:
+            shutil.rmtree(old)
+    units = work_units(cfg)
+    t0 = time.perf_counter()
+    run_dir = train(cfg, verbose=verbose, run_id=run_id(study, state.seed, state.key))
+    t1 = time.perf_counter()
+    out = state.record_path.with_suffix("")  # reports/studies/<study>/<arm>/seed-<seed>/
+    report = evaluate_run(run_dir, cfg, figures=False, progress=verbose > 0, out=out)
+    t2 = time.perf_counter()
+    card = read_card(run_dir)
+    record = {
+        "study": study.name, "arm": state.arm.name, "seed": state.seed, "key": state.key,
+        "task": cfg.task, "preprocess": cfg.preprocess, "recipe": cfg.recipe,
+        "code_fingerprint": code_fingerprint(), "git_commit": card.get("git_commit"),
+        "schedule": schedule_of(cfg), "config": cfg.to_dict() | {"root": None, "data_dir": None},
+        "run_dir": _relative(run_dir, root), "report_dir": _relative(out, root),
+        "kept_phase": card["training"].get("kept_phase"),
+        "phase_selection": card["training"].get("phase_selection"),
+        "epochs_run": card["training"]["epochs_run"],
+        "validation": card["validation_metrics"],
+        "test": _headline(report),
+        "threshold": report.get("threshold"),
+        "timing": {"train_seconds": round(t1 - t0, 1), "evaluate_seconds": round(t2 - t1, 1),
+                   "total_seconds": round(t2 - t0, 1), "training": card["training"]["timing"]},
+        "work_units": units,
+        "machine": provenance.machine_description(),
+        "created": provenance.now_iso(),
+    }
+    write_text_atomic(state.record_path, json.dumps(record, indent=2) + "\n")
+    return record
+
+
+def run_study(study: Study, base: Config, budget_minutes: float | None = None, only: list[str] | None = None,
+              verbose: int = 0, say: Callable[[str], None] = print) -> dict:
+    """Train and evaluate the study's runs that are not done, within ``budget_minutes``.
+
+    Returns ``{"finished": [...], "remaining": n, "stopped_for_budget": bool}``.
+    """
+    todo = [s for s in states(study, base, only) if s.status != "done"]
+    records = [s.record for s in states(study, base) if s.status == "done"]
+    start = time.perf_counter()
+    finished: list[dict] = []
+    stopped = False
+    for i, state in enumerate(todo):
+        estimate, basis = estimate_seconds(state.config, state.arm.name, records)
+        elapsed = time.perf_counter() - start
+        if budget_minutes is not None and elapsed + estimate > budget_minutes * 60:
+            say(f"stopping before {state.arm.name} seed {state.seed}: estimated {estimate / 60:.1f} min "
+                f"({basis}), {max(0.0, budget_minutes - elapsed / 60):.1f} of {budget_minutes:g} min left; "
+                f"{len(todo) - i} run(s) remain")
+            stopped = True
+            break
+        say(f"[{i + 1}/{len(todo)}] {state.arm.name} seed {state.seed} ({state.status}; "
+            f"estimated {estimate / 60:.1f} min from {basis}) ...")
+        record = run_one(study, state, verbose)
+        m = record["test"]["metrics"]
+        auc = m.get("roc_auc", m.get("macro_auc_ovr", {})).get("value")
+        say(f"    done in {record['timing']['total_seconds'] / 60:.1f} min: test accuracy "
+            f"{m['accuracy']['value']:.3f}, AUC {auc if auc is None else round(auc, 3)}, kept {record['kept_phase']}")
+        finished.append(record)
+        records.append(record)
+    return {"finished": finished, "remaining": len(todo) - len(finished), "stopped_for_budget": stopped}
+
+
+def done_records(study: Study, base: Config) -> dict[str, list[dict]]:
+    """Per arm, the records of its current (done) runs, by seed."""
+    out: dict[str, list[dict]] = {arm.name: [] for arm in study.arms}
+    for s in states(study, base):
+        if s.status == "done":
+            out[s.arm.name].append(s.record)
+    return out
+
+
+def resolve_study_path(path: str | Path | None, config: Config) -> Path:
+    """``--study`` as given (absolute, or relative to the current folder or the project),
+    default ``studies/main.toml`` of the project."""
+    if path is None:
+        return config.root_path / "studies" / "main.toml"
+    p = Path(path)
+    if p.is_absolute() or p.exists():
+        return p
+    return config.root_path / p
+
+
+def result_folder(record: dict) -> str:
+    return result_name(record["task"], record["preprocess"], record["recipe"])
