@@ -317,6 +317,18 @@ def cmd_audit_sources(args) -> int:
     return 0
 
 
+def cmd_compare_recipes(args) -> int:
+    from .reporting.recipes import compare_recipes, recipe_table, write_recipe_report
+
+    cfg = config_from_args(args)
+    report = compare_recipes(cfg.reports_path, cfg.models_path, args.task, args.preprocess, args.a, args.b,
+                             tuple(args.sets), args.resamples)
+    print(recipe_table(report))
+    for path in write_recipe_report(report, cfg.reports_path / "comparisons"):
+        print(f"wrote {path}")
+    return 0
+
+
 def _subcommand(sub, name: str, help: str, func, data: bool = True) -> argparse.ArgumentParser:
     """A subcommand; ``data`` ones take ``--data-dir`` and ``--split-name``."""
     p = sub.add_parser(name, help=help)
@@ -425,6 +437,15 @@ def build_parser() -> argparse.ArgumentParser:
     for name in ("seed", "audit.n_resamples", "audit.limit_per_class"):
         add_option(p, name)
     p.add_argument("--out", help="report path (default: reports/audit/sources.json)")
+
+    p = _subcommand(sub, "compare-recipes", "paired differences between two training recipes on the "
+                    "external sets, seed by seed (reports/comparisons/recipes-*)", cmd_compare_recipes, data=False)
+    p.add_argument("--task", default="mri")
+    p.add_argument("--preprocess", default="crop-mask")
+    p.add_argument("--a", default="none", help="baseline recipe (default: none)")
+    p.add_argument("--b", default="lesions", help="recipe compared with it (default: lesions)")
+    p.add_argument("--sets", nargs="+", default=["lgg-flair-a", "sartaj"], help="external sets")
+    p.add_argument("--resamples", type=int, default=2000)
 
     from . import serve  # light: Streamlit and TensorFlow load only when the app starts
 

@@ -158,6 +158,12 @@ def update_readme(readme: str | Path, reports_path: str | Path) -> bool:
         from ..audit.sources import source_tables
 
         new = replace_block(new, "sources", source_tables(json.loads(sources.read_text())), str(readme))
+    recipes = sorted((reports_path / "comparisons").glob("recipes-*.json"))
+    if "<!-- recipes:start -->" in new and recipes:
+        from .recipes import recipe_table
+
+        new = replace_block(new, "recipes", "\n\n".join(recipe_table(json.loads(p.read_text())) for p in recipes),
+                            str(readme))
     if "<!-- external:start -->" in new:
         new = replace_block(new, "external", external_table(reports_path), str(readme))
     if "<!-- shortcuts:start -->" in new:
