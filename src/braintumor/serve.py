@@ -24,6 +24,10 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from braintumor.inference import Predictor
 
 if __name__ == "__main__":  # run by Streamlit, which puts this file's folder first on sys.path:
     # drop it, or braintumor's modules (data, config, images, ...) would shadow top-level names
