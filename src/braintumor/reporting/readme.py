@@ -112,9 +112,11 @@ def _external_row(r: dict) -> list[str]:
             within]
 
 
-def same_scan_paragraph(r: dict) -> str:
-    """Plain words for a set whose groups hold both classes (same-scan slices of one patient)."""
-    auc, w, m = r["test"]["metrics"]["roc_auc"], r["within_group_auc"], r["model"]
+def same_scan_paragraph(reports: list[dict]) -> str:
+    """Plain words for a set whose groups hold both classes (same-scan slices of one patient):
+    one paragraph per set, naming the best of its evaluated runs."""
+    best = max(reports, key=lambda r: r["test"]["metrics"]["roc_auc"]["value"])
+    auc, w, m = best["test"]["metrics"]["roc_auc"], best["within_group_auc"], best["model"]
     if auc["low"] is not None and auc["low"] <= 0.5:
         verdict = ("its interval includes 0.5, so on these slices it cannot be shown to tell tumour from "
                    "no tumour better than a coin toss")
@@ -122,9 +124,10 @@ def same_scan_paragraph(r: dict) -> str:
         verdict = "better than chance, but far from reliable"
     else:
         verdict = "it separates them well on this set"
-    return (f"**What the same-scan result means.** In `{r['set']}` the tumour and tumour-free slices come from the "
-            f"same scans of the same patients, so scanner, sequence and source cannot tell them apart — only the "
-            f"tumour can. There the {m['task']} model ({_preparation(m)}) reaches AUC "
+    runs = f"the best of {len(reports)} evaluated runs, " if len(reports) > 1 else ""
+    return (f"**What the same-scan result means.** In `{best['set']}` the tumour and tumour-free slices come from "
+            f"the same scans of the same patients, so scanner, sequence and source cannot tell them apart — only "
+            f"the tumour can. There {runs}the {m['task']} model ({_preparation(m)}) reaches AUC "
             f"{format_ci(**auc)} (0.5 is chance; median within one patient {w['median']:.3f}): {verdict}. "
             "A high score on the Kaggle test split shows that a model separates that collection's healthy and "
             "tumour *sources*; it is not evidence that the model recognises tumours in a new scan. These models "
@@ -143,7 +146,10 @@ def external_table(reports_path: str | Path) -> str:
     text = markdown_table(headers, [_external_row(r) for r in reports])
     same_scan = [r for r in reports if (r.get("within_group_auc") or {}).get("n_groups")
                  and "roc_auc" in r["test"]["metrics"]]
-    return "\n\n".join([text] + [same_scan_paragraph(r) for r in same_scan])
+    by_set: dict[str, list[dict]] = {}
+    for r in same_scan:
+        by_set.setdefault(r["set"], []).append(r)
+    return "\n\n".join([text] + [same_scan_paragraph(rs) for rs in by_set.values()])
 
 
 def update_readme(readme: str | Path, reports_path: str | Path) -> bool:
