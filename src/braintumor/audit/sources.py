@@ -26,6 +26,7 @@ import pandas as pd
 
 from ..config import Config
 from ..errors import DatasetError
+from ..files import atomic_path
 from .probes import RAW, MITIGATED, ProbeRunner, fit_logistic, heldout_report
 from .representations import _cache_key, backbone_features, cached, image_statistics
 
@@ -151,17 +152,15 @@ def lesion_features(runner: ProbeRunner, rows: pd.DataFrame, config: Config) -> 
     path = runner.cache_dir / f"lesions-{_cache_key(rows, 'lesions', config.seed, config.image_size)}.npz"
     if path.is_file():
         saved = np.load(path)
-        return saved["x"], np.ones(len(saved["x"]), int), saved["source"]
-
-    def compute():
+        x, source = saved["x"], saved["source"]
+    else:
         images = runner.images(rows, MITIGATED)[healthy]
-        lesioned, source = synthesize(images, 1, config.seed)
+        lesioned, picked = synthesize(images, 1, config.seed)
         x = backbone_features(lesioned, config.backbone, config.image_size, config.audit.batch_size,
                               runner.progress, config.pretrained_path)
-        return x, healthy[source]
-
-    x, source = compute()
-    np.savez(path, x=x, source=source)
+        source = healthy[picked]
+        with atomic_path(path, suffix=".npz") as tmp:
+            np.savez(tmp, x=x, source=source)
     return x, np.ones(len(x), int), source
 
 
