@@ -19,6 +19,7 @@ import pandas as pd
 
 from ..config import result_name
 from ..errors import BrainTumorError
+from ..files import write_text_atomic
 from ..metrics import format_ci
 from ..metrics.compare import paired_bootstrap
 from ..models.modelcard import CARD_NAME
@@ -136,13 +137,10 @@ def recipe_table(report: dict) -> str:
 def write_recipe_report(report: dict, out_dir: str | Path) -> tuple[Path, Path]:
     from ..metrics import jsonable
 
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     name = f"recipes-{report['task']}-{report['preprocess']}-{report['a']}-vs-{report['b']}"
-    js, md = out_dir / f"{name}.json", out_dir / f"{name}.md"
-    js.write_text(json.dumps(jsonable(report), indent=2) + "\n")
-    md.write_text(recipe_table(report) + "\n")
-    return js, md
+    out_dir = Path(out_dir)
+    return (write_text_atomic(out_dir / f"{name}.json", json.dumps(jsonable(report), indent=2) + "\n"),
+            write_text_atomic(out_dir / f"{name}.md", recipe_table(report) + "\n"))
 
 
 def _mean_sd(values) -> str:
