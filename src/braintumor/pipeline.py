@@ -120,7 +120,7 @@ def augmentation_layers(seed: int, strength: float = 1.0):
 
 
 def make_dataset(images: np.ndarray, y: np.ndarray, n_classes: int, batch_size: int,
-                 training: bool, seed: int, augment: bool = True):
+                 training: bool, seed: int, augment: bool = True, extra_augmentation=()):
     """A ``tf.data.Dataset`` of ``(float32 0–255 images, labels)`` batches.
 
     Labels are ``float32 (N, 1)`` for binary tasks and one-hot ``(N, K)`` otherwise (so
@@ -144,9 +144,13 @@ def make_dataset(images: np.ndarray, y: np.ndarray, n_classes: int, batch_size: 
     ds = ds.map(gather, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     if training and augment:
         aug = augmentation_layers(seed)
+        extra = list(extra_augmentation)  # a recipe's layers (braintumor.recipes), after the usual ones
 
         def augment_batch(x, t):
-            return tf.clip_by_value(aug(x, training=True), 0.0, 255.0), t
+            x = aug(x, training=True)
+            for layer in extra:
+                x = layer(x, training=True)
+            return tf.clip_by_value(x, 0.0, 255.0), t
 
         ds = ds.map(augment_batch, num_parallel_calls=tf.data.AUTOTUNE)
     return ds.prefetch(tf.data.AUTOTUNE)

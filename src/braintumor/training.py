@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from . import recipes
 from .config import Config, result_name
 from .data.index import dataset_fingerprint
 from .data.tasks import Task, class_weights, label_targets
@@ -60,32 +61,30 @@ class TrainingData:
 
 
 def synthetic_lesions(split: Split, config: Config) -> tuple[np.ndarray, np.ndarray]:
-    """The ``lesions`` recipe: lesioned copies of the split's healthy images, labelled tumour.
+    """The ``lesions`` recipe's extra images for one split (:mod:`braintumor.recipes.lesions`)."""
+    from .recipes import lesions
 
-    Each pair (healthy slice, same slice with a lesion) shares every source cue, so it can
-    only be told apart by the lesion (see :mod:`braintumor.lesions`)."""
-    from .lesions import synthesize
-
-    task = split.task
-    if not task.binary:
-        raise ValueError(f"recipe 'lesions' needs a healthy/tumour task, not {task.name!r}")
-    healthy = np.flatnonzero(split.y == task.classes.index("healthy"))
-    seed = config.seed + (0 if split.name == "train" else 1)
-    images, _ = synthesize(split.images[healthy], config.lesion_copies, seed)
-    return images, np.full(len(images), task.classes.index("tumor"), dtype=split.y.dtype)
+    recipes.check("lesions", split.task.binary, split.task.name)
+    return lesions.synthetic(split, config)
 
 
 def load_training_data(config: Config, progress: bool = True) -> TrainingData:
-    """The task's train/val rows of the committed manifest (quick subsets in a quick run);
-    with recipe ``lesions``, synthetic lesioned copies of healthy images in both splits
-    (validation too, so early stopping rewards seeing lesions, not only the source)."""
+    """The task's train/val rows of the committed manifest (quick subsets in a quick run),
+    plus the synthetic images of the run's recipes (:mod:`braintumor.recipes`) in both
+    splits (validation too, so early stopping rewards what the recipe teaches)."""
     data = TrainingData(load_split(config, "train", progress=progress),
                         load_split(config, "val", progress=progress))
-    if config.recipe == "lesions":
-        data.synthetic = {name: synthetic_lesions(getattr(data, name), config) for name in ("train", "val")}
-    elif config.recipe != "none":
-        raise ValueError(f"unknown recipe {config.recipe!r}; available: none, lesions")
+    recipes.check(config.recipe, data.task.binary, data.task.name)
+    for module in recipes.modules(config.recipe):
+        for name in ("train", "val"):
+            extra = module.synthetic(getattr(data, name), config)
+            if extra is not None:
+                data.synthetic[name] = _appended(data.synthetic.get(name), extra)
     return data
+
+
+def _appended(a: tuple[np.ndarray, np.ndarray] | None, b: tuple[np.ndarray, np.ndarray]):
+    return b if a is None else (np.concatenate([a[0], b[0]]), np.concatenate([a[1], b[1]]))
 
 
 def distribution_strategy():
@@ -221,6 +220,11 @@ def _phase1(model, data: TrainingData, config: Config, run: _Run, verbose: int) 
     run.seconds["phase1"] = time.perf_counter() - t0
 
 
+def recipe_augmentation(config: Config) -> list:
+    """The phase-2 augmentation layers the run's recipes add (none for ``none``/``lesions``)."""
+    return [layer for m in recipes.modules(config.recipe) for layer in m.augmentation(config.seed)]
+
+
 def _phase2(model, backbone, strategy, data: TrainingData, config: Config, run_dir: Path, run: _Run,
             verbose: int) -> None:
     """Fine-tune the top of the backbone end to end on augmented images."""
@@ -240,7 +244,8 @@ def _phase2(model, backbone, strategy, data: TrainingData, config: Config, run_d
         loss, metrics = loss_and_metrics(n_classes)
         model.compile(optimizer=keras.optimizers.Adam(schedule), loss=loss, metrics=metrics)
     train_ds = make_dataset(x_train, y_train, n_classes, config.batch_size, training=True,
-                            seed=config.seed, augment=config.augment)
+                            seed=config.seed, augment=config.augment,
+                            extra_augmentation=recipe_augmentation(config))
     val_ds = make_dataset(x_val, y_val, n_classes, config.batch_size, training=False, seed=config.seed)
     t0 = time.perf_counter()
     hist = model.fit(train_ds, validation_data=val_ds, epochs=config.epochs_finetune, shuffle=False,

@@ -208,7 +208,8 @@ def compare_arms(study: Study, arm_a: str, arm_b: str, config: Config, n_resampl
     if ra[seeds[0]]["schedule"] != rb[seeds[0]]["schedule"]:
         problems.append("schedules differ: " + ", ".join(
             k for k in ra[seeds[0]]["schedule"] if ra[seeds[0]]["schedule"][k] != rb[seeds[0]]["schedule"].get(k)))
-    codes = {r["code_fingerprint"] for s in seeds for r in (ra[s], rb[s])}
+    # The shared code must match; each arm's own recipe modules may differ.
+    codes = {r.get("core_fingerprint", r["code_fingerprint"]) for s in seeds for r in (ra[s], rb[s])}
     if len(codes) > 1:
         problems.append(f"code fingerprints differ: {sorted(codes)}")
     if problems and not allow_mixed:

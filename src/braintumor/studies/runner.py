@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from .. import recipes
 from ..config import Config, result_name
 from ..errors import BrainTumorError
 from ..files import write_text_atomic
@@ -70,13 +71,14 @@ def manifest_sha256(config: Config) -> str:
 
 def states(study: Study, base: Config, only: list[str] | None = None) -> list[RunState]:
     """Every run of the study (seed-major order) with its status."""
-    code, manifest = code_fingerprint(), manifest_sha256(base)
+    manifest = manifest_sha256(base)
+    code = {arm.recipe: code_fingerprint(arm.recipe) for arm in study.arms}
     arms = [study.arm(name) for name in only] if only else list(study.arms)
     out = []
     for seed in study.seeds:
         for arm in arms:
             cfg = study.config(arm, seed, base)
-            key = run_key(cfg, manifest, code)
+            key = run_key(cfg, manifest, code[arm.recipe])
             path = record_path(study, base, arm, seed)
             record = read_record(path) if path.is_file() else None
             status = "missing" if record is None else ("done" if record.get("key") == key else "stale")
@@ -104,7 +106,7 @@ def work_units(config: Config) -> float:
     val = load_split(config, "val", progress=False).rows
     test = load_split(config, "test", progress=False).rows
     n_train, n_val = len(train), len(val)
-    if config.recipe == "lesions":  # lesioned copies of the healthy images, in train and val
+    if "lesions" in recipes.parts(config.recipe):  # lesioned copies of the healthy images, in train and val
         n_train += int((train["y"] == 0).sum()) * config.lesion_copies  # y 0 = healthy
         n_val += int((val["y"] == 0).sum()) * config.lesion_copies
     epochs = config.epochs_finetune if config.finetune_fraction > 0 else 0
@@ -166,7 +168,8 @@ def run_one(study: Study, state: RunState, verbose: int = 0) -> dict:
     record = {
         "study": study.name, "arm": state.arm.name, "seed": state.seed, "key": state.key,
         "task": cfg.task, "preprocess": cfg.preprocess, "recipe": cfg.recipe,
-        "code_fingerprint": code_fingerprint(), "git_commit": card.get("git_commit"),
+        # The run's code, and the part every arm shares (what `study compare` matches on).
+        "code_fingerprint": code_fingerprint(cfg.recipe), "core_fingerprint": code_fingerprint(), "git_commit": card.get("git_commit"),
         "schedule": schedule_of(cfg), "config": cfg.to_dict() | {"root": None, "data_dir": None},
         "run_dir": _relative(run_dir, root), "report_dir": _relative(out, root),
         "kept_phase": card["training"].get("kept_phase"),

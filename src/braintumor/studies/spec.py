@@ -32,6 +32,7 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .. import recipes
 from ..config import Config, result_name
 from ..data.tasks import TASKS, get_task
 from ..errors import BrainTumorError
@@ -41,21 +42,31 @@ IDENTITY_FIELDS = ("task", "preprocess", "recipe", "seed")
 LOCATION_FIELDS = ("root", "data_dir", "audit", "extra")
 # Package files that cannot change a result (command line, app, README/report writing, this
 # study bookkeeping): editing them does not make finished runs stale.
-NOT_RESULT_AFFECTING = ("cli.py", "serve.py", "__main__.py", "studies/", "reporting/readme.py",
-                        "reporting/plots.py", "scans/")
+# Training and evaluation never import these (the command line, app, predict's input
+# reading, DICOM/NIfTI, external evaluation, audits, README/report writing).
+NOT_RESULT_AFFECTING = ("cli.py", "serve.py", "__main__.py", "inputs.py", "studies/", "reporting/",
+                        "scans/", "external/", "audit/")
+RECIPES_DIR = "recipes/"
 
 
-def code_fingerprint(package_dir: Path | None = None) -> str:
-    """SHA-256 (12 hex digits) of the package's Python source that can affect a result.
+def code_fingerprint(recipe: str = "none", package_dir: Path | None = None) -> str:
+    """SHA-256 (12 hex digits) of the package's Python source that can affect a run's result.
 
-    Content, not the git commit: a commit that only touches README, reports or the CLI
-    leaves finished runs current, and uncommitted edits to training code make them stale.
+    Content, not the git commit: a commit that only touches README, reports, the CLI or
+    another arm's recipe leaves finished runs current, and uncommitted edits to training
+    code make them stale. Of :mod:`braintumor.recipes` only the package's ``__init__`` and
+    the run's own recipe modules count, so adding a recipe does not make other arms stale.
     """
+    from .. import recipes
+
     package_dir = package_dir or Path(__file__).resolve().parents[1]
+    own = {f"{RECIPES_DIR}__init__.py"} | {f"{RECIPES_DIR}{name}.py" for name in recipes.parts(recipe)}
     h = hashlib.sha256()
     for path in sorted(package_dir.rglob("*.py")):
         rel = path.relative_to(package_dir).as_posix()
         if any(rel.startswith(skip) if skip.endswith("/") else rel == skip for skip in NOT_RESULT_AFFECTING):
+            continue
+        if rel.startswith(RECIPES_DIR) and rel not in own:
             continue
         h.update(rel.encode() + b"\0" + path.read_bytes() + b"\0")
     return h.hexdigest()[:12]
@@ -154,9 +165,10 @@ def load_study(path: str | Path) -> Study:
         if extra:
             raise BrainTumorError(f"{path}: arm {i + 1}: unknown keys {sorted(extra)}")
         preprocess, recipe = a.get("preprocess", "none"), a.get("recipe", "none")
-        if recipe == "lesions" and not get_task(a["task"]).binary:
-            raise BrainTumorError(f"{path}: arm {i + 1}: recipe 'lesions' needs a healthy/tumour task, "
-                                  f"not {a['task']!r}")
+        try:
+            recipes.check(recipe, get_task(a["task"]).binary, a["task"])
+        except ValueError as e:
+            raise BrainTumorError(f"{path}: arm {i + 1}: {e}") from None
         arms.append(Arm(a.get("name") or result_name(a["task"], preprocess, recipe), a["task"], preprocess,
                         recipe, _check_schedule(f"{path}: arm {i + 1}", a.get("schedule", {}))))
     names = [a.name for a in arms]

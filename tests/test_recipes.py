@@ -1,0 +1,69 @@
+"""Training recipes as modules: names, combination, task checks, and study keys that only
+count the arm's own recipe code."""
+import shutil
+from pathlib import Path
+
+import pytest
+
+import braintumor
+from braintumor import recipes
+from braintumor.studies.spec import code_fingerprint
+
+
+def test_available_lists_none_and_one_name_per_module():
+    names = recipes.available()
+    assert names[0] == "none" and "lesions" in names
+    assert "__init__" not in names
+
+
+def test_parts_splits_combinations_and_drops_none():
+    assert recipes.parts("none") == []
+    assert recipes.parts("lesions") == ["lesions"]
+    assert recipes.parts("none+lesions") == ["lesions"]
+    with pytest.raises(ValueError, match="unknown recipe 'nosuch'.*available: none, "):
+        recipes.parts("lesions+nosuch")
+
+
+def test_check_refuses_a_binary_only_recipe_on_a_multiclass_task():
+    recipes.check("lesions", binary_task=True)
+    with pytest.raises(ValueError, match="healthy/tumour task, not 'mri_subtype'"):
+        recipes.check("lesions", binary_task=False, task_name="mri_subtype")
+
+
+def test_every_recipe_module_has_the_interface():
+    for module in recipes.modules("+".join(recipes.available())):
+        assert isinstance(module.DESCRIPTION, str) and module.DESCRIPTION
+        assert isinstance(module.BINARY_ONLY, bool)
+        assert callable(module.synthetic) and isinstance(module.augmentation(0), list)
+
+
+@pytest.fixture()
+def package_copy(tmp_path) -> Path:
+    src = Path(braintumor.__file__).resolve().parent
+    dst = tmp_path / "braintumor"
+    shutil.copytree(src, dst, ignore=shutil.ignore_patterns("__pycache__"))
+    return dst
+
+
+def test_a_new_recipe_file_leaves_other_arms_current(package_copy):
+    before = {r: code_fingerprint(r, package_copy) for r in ("none", "lesions")}
+    (package_copy / "recipes" / "brandnew.py").write_text("DESCRIPTION = 'x'\nBINARY_ONLY = False\n")
+    assert {r: code_fingerprint(r, package_copy) for r in ("none", "lesions")} == before
+
+
+def test_editing_a_recipe_makes_only_its_arms_stale(package_copy):
+    none, lesions = code_fingerprint("none", package_copy), code_fingerprint("lesions", package_copy)
+    with open(package_copy / "recipes" / "lesions.py", "a") as f:
+        f.write("\n# changed\n")
+    assert code_fingerprint("none", package_copy) == none
+    assert code_fingerprint("lesions", package_copy) != lesions
+
+
+def test_editing_training_code_makes_every_arm_stale_but_cli_does_not(package_copy):
+    none = code_fingerprint("none", package_copy)
+    with open(package_copy / "cli.py", "a") as f:
+        f.write("\n# help text\n")
+    assert code_fingerprint("none", package_copy) == none
+    with open(package_copy / "training.py", "a") as f:
+        f.write("\n# changed\n")
+    assert code_fingerprint("none", package_copy) != none
