@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
+from . import morphology
 from .head import STROKE_RADIUS, Levels, _disc, _grey, _scale, head_core, intensity_levels
 
 
@@ -123,7 +124,7 @@ def scan_glyphs(rgb: np.ndarray, core: np.ndarray | None = None) -> GlyphScan:
         line[glyphs] = _text_line_direction(boxes[glyphs])
     touches_core = np.zeros(n + 1, dtype=bool)
     if core.any():
-        touches_core[np.unique(labels[ndimage.binary_dilation(core, structure=np.ones((3, 3)))])] = True
+        touches_core[np.unique(labels[morphology.binary_dilation(core, np.ones((3, 3)))])] = True
     apart = np.ones(n + 1, dtype=bool)
     apart[np.unique(labels[_anatomy(grey, levels)])] = False
     touches_core[0] = apart[0] = False
@@ -143,9 +144,9 @@ def _strokes(grey: np.ndarray, contrast: float, kinds: str = "light dark") -> np
     disc = _disc(round(STROKE_RADIUS * _scale(grey.shape)))
     out = np.zeros(grey.shape, dtype=bool)
     if "light" in kinds:
-        out |= ndimage.white_tophat(grey, footprint=disc) > contrast
+        out |= morphology.white_tophat(grey, disc) > contrast
     if "dark" in kinds:
-        out |= ndimage.black_tophat(grey, footprint=disc) > contrast
+        out |= morphology.black_tophat(grey, disc) > contrast
     return out
 
 
@@ -275,7 +276,7 @@ def _drawn_like_text(grey: np.ndarray, labels: np.ndarray, levels: Levels) -> np
     dark = ndimage.uniform_filter((grey <= levels.foreground).astype(np.float32), size=window)
     on_dark = np.asarray(ndimage.mean(dark, labels, index=index)) >= GLYPH_MIN_DARK
     top = float(np.percentile(grey, 99))
-    peak = np.asarray(ndimage.maximum(grey, labels, index=index)) >= levels.background + max(
+    peak = morphology.label_maxima(grey, labels, n)[1:] >= levels.background + max(
         GLYPH_MIN_PEAK, GLYPH_PEAK_FRACTION * (top - levels.background))
     out[1:] = on_dark & peak
     return out
@@ -311,13 +312,13 @@ def _anatomy(grey: np.ndarray, levels: Levels) -> np.ndarray:
     of at least :data:`ANATOMY_MIN_AREA`, grown by :data:`ANATOMY_REACH`.
     """
     s = _scale(grey.shape)
-    solid = ndimage.binary_opening(grey > levels.foreground, structure=_disc(round(STROKE_RADIUS * s)))
+    solid = morphology.binary_opening(grey > levels.foreground, _disc(round(STROKE_RADIUS * s)))
     labels, n = ndimage.label(solid)
     if n == 0:
         return solid
     large = np.bincount(labels.ravel(), minlength=n + 1) >= ANATOMY_MIN_AREA * s * s
     large[0] = False
-    return ndimage.binary_dilation(large[labels], structure=_disc(round(ANATOMY_REACH * s)))
+    return morphology.binary_dilation(large[labels], _disc(round(ANATOMY_REACH * s)))
 
 
 def coloured_marks(rgb: np.ndarray) -> np.ndarray:

@@ -23,6 +23,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
+from . import morphology
+
 REFERENCE_SIDE = 256  # the sizes below are tuned for this longer side and scale with it
 
 # A thin stroke (text, frame line, head-holder arc) is narrower than a disc of this
@@ -41,7 +43,13 @@ RECTANGLE_FILL = 0.95
 def _grey(rgb: np.ndarray) -> np.ndarray:
     """Float grey image; the channel maximum, so coloured annotation counts as bright."""
     a = np.asarray(rgb)
-    return a.max(axis=2).astype(np.float32) if a.ndim == 3 else a.astype(np.float32)
+    if a.ndim != 3:
+        return a.astype(np.float32)
+    # Pairwise maxima: the same values as a.max(axis=2), several times faster on H x W x 3.
+    out = a[..., 0].astype(np.float32)
+    for c in range(1, a.shape[2]):
+        np.maximum(out, a[..., c], out=out)
+    return out
 
 
 def _scale(shape: tuple[int, ...]) -> float:
@@ -148,12 +156,12 @@ def _head_region(grey: np.ndarray) -> np.ndarray:
         grey = ndimage.median_filter(grey, size=2 * max(1, round(MEDIAN_RADIUS * s)) + 1)
         levels = intensity_levels(grey)
     fg = grey > levels.foreground
-    head = _largest_component(ndimage.binary_opening(fg, structure=small))
+    head = _largest_component(morphology.binary_opening(fg, small))
     if not head.any():  # nothing survived the opening: a tiny or nearly empty image
         return _largest_component(fg)
-    head = ndimage.binary_fill_holes(ndimage.binary_closing(head, structure=small, border_value=0))
+    head = morphology.fill_holes(morphology.binary_closing(head, small))
     trimmed = _largest_component(
-        ndimage.binary_opening(head, structure=_disc(max(1, round(TRIM_RADIUS * s)))))
+        morphology.binary_opening(head, _disc(max(1, round(TRIM_RADIUS * s)))))
     return trimmed if trimmed.any() else head
 
 
@@ -168,7 +176,7 @@ def head_mask(rgb: np.ndarray, margin: int = 3) -> np.ndarray:
 
 def _grown(mask: np.ndarray, margin: int) -> np.ndarray:
     if margin > 0 and mask.any():
-        return ndimage.binary_dilation(mask, structure=_disc(margin))
+        return morphology.binary_dilation(mask, _disc(margin))
     return mask
 
 

@@ -11,6 +11,7 @@ from scipy import ndimage
 
 from .glyphs import (GLYPH_MIN_PIXELS, GlyphScan, _boxes, _glyph_shape, _long_text_lines, _strokes,
                      scan_glyphs)
+from . import morphology
 from .head import _disc, _grey, _scale, _within, intensity_levels
 
 # A line of text is followed this far (256-px scale) beyond each of its glyphs onto the
@@ -124,7 +125,7 @@ def detect_overlay_text(rgb: np.ndarray, core: np.ndarray | None = None) -> np.n
         return np.zeros(scan.labels.shape, dtype=bool)
     mask = (scan.text_glyphs | scan.is_block | (scan.is_thin & scan.touches_core))[scan.labels]
     mask |= text_in_head(rgb, scan) | scan.colour
-    return ndimage.binary_dilation(mask, structure=_disc(round(_scale(mask.shape))))
+    return morphology.binary_dilation(mask, _disc(round(_scale(mask.shape))))
 
 
 def has_overlay_text(rgb: np.ndarray) -> bool:
