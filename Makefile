@@ -8,13 +8,16 @@ SHARED ?= $(abspath ../shared)
 ifneq ($(wildcard $(SHARED)/datasets/brain-tumor-multimodal-ct-mri/Dataset),)
 export BRAINTUMOR_DATA_DIR ?= $(SHARED)/datasets/brain-tumor-multimodal-ct-mri/Dataset
 endif
+ifneq ($(wildcard $(SHARED)/datasets/external),)
+export BRAINTUMOR_EXTERNAL_DIR ?= $(SHARED)/datasets/external
+endif
 export KERAS_HOME ?= $(HOME)/.keras
 TASKS ?= ct mri
 # Extra `braintumor train` options. Config's defaults are the study's CPU-sized schedule
 # (studies/main.toml: head + 2 fine-tuning epochs); raise --epochs-finetune on a GPU.
 TRAIN_ARGS ?=
 
-.PHONY: install test reproduce index split train notebook bench seed-weights clean-cache
+.PHONY: install test reproduce index split train study notebook bench seed-weights clean-cache
 
 $(VENV)/.installed: requirements.txt pyproject.toml
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
@@ -40,6 +43,16 @@ split: install
 
 train: install seed-weights
 	for t in $(TASKS); do $(VENV)/bin/braintumor train --task $$t $(TRAIN_ARGS) || exit 1; done
+
+# The matched study (studies/main.toml), resumable: trains and evaluates only the runs that
+# are missing or stale, stops before a run that would overrun BUDGET minutes, scores every
+# finished MRI/pooled run on the external sets, then regenerates its report and README block.
+# Commit models/*/study-* cards and reports/studies after each session.
+BUDGET ?= 170
+study: install seed-weights
+	$(VENV)/bin/braintumor study run --budget-minutes $(BUDGET)
+	$(VENV)/bin/braintumor study status
+	$(VENV)/bin/braintumor study report --update-readme
 
 # The whole study, headless: audit the data, check the committed split, train and evaluate
 # raw-image CT and MRI models (the "before" of the shortcut comparison), run the shortcut

@@ -163,3 +163,43 @@ def test_run_status_report_compare_resume_and_stale(tiny, monkeypatch, capsys):
         from braintumor.studies.compare import compare_arms
 
         compare_arms(study, "ct", "ct-lesions", Config(root=str(project), data_dir=tiny["data_dir"]))
+
+
+def test_external_sets_are_evaluated_and_filled_in_without_retraining(tiny, monkeypatch, capsys, tmp_path):
+    """Runs after the test above (ct at 0 fine-tuning epochs is done): an external set
+    declared in the study is reported missing until its folder exists, then added to the
+    finished runs' records from their saved models, with no run trained again."""
+    from tests.test_external import _external_ct_set
+
+    from braintumor.data.splits import read_manifest
+
+    project = tiny["project"]
+    manifest = read_manifest(project / "data" / "splits" / "default.csv")
+    _external_ct_set(tmp_path / "ext" / "toy", {"manifest": manifest, "root": Path(tiny["data_dir"])})
+    tiny["study"].write_text(STUDY.format(backbone=tiny["backbone"], epochs=0) + """
+[[external]]
+name = "toy"
+path = "toy/set.csv"
+tasks = ["ct"]
+group_col = "patient"
+strata = ["size:1000"]
+""")
+    monkeypatch.setenv("BRAINTUMOR_EXTERNAL_DIR", str(tmp_path / "nowhere"))
+    assert run_cli(tiny, monkeypatch, "run", "--only", "ct") == 0
+    out = capsys.readouterr().out
+    assert "0 run(s) finished, 0 remaining" in out and "not found; set $BRAINTUMOR_EXTERNAL_DIR" in out
+
+    monkeypatch.setenv("BRAINTUMOR_EXTERNAL_DIR", str(tmp_path / "ext"))
+    assert run_cli(tiny, monkeypatch, "run", "--only", "ct") == 0
+    out = capsys.readouterr().out
+    assert "external sets toy" in out and "0 run(s) finished, 0 remaining" in out
+    record = json.loads((project / "reports/studies/tiny/ct/seed-1.json").read_text())
+    toy = record["external"]["toy"]
+    assert 0 <= toy["metrics"]["roc_auc"]["value"] <= 1 and toy["n_kept"] >= 20
+    assert (project / toy["report_dir"] / "metrics.json").is_file()
+
+    assert run_cli(tiny, monkeypatch, "report") == 0
+    out = capsys.readouterr().out
+    summary = json.loads((project / "reports/studies/tiny/summary.json").read_text())
+    assert summary["arms"]["ct"]["external"]["toy"]["n_seeds"] == 2
+    assert "| toy | ct |" in out and "within-patient AUC" in out

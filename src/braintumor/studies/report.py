@@ -59,6 +59,26 @@ def pooled(values: list[float], within: list[float]) -> dict:
             "between_variance": between, "n_seeds": m}
 
 
+def external_summary(records: list[dict]) -> dict:
+    """Per external set: each metric pooled over the seeds that have it (their within-seed
+    variance from the set's patient/group-bootstrap interval)."""
+    out = {}
+    names = sorted({n for r in records for n, e in (r.get("external") or {}).items() if "metrics" in e})
+    for name in names:
+        entries = [r["external"][name] for r in records if "metrics" in (r.get("external") or {}).get(name, {})]
+        metrics = {}
+        for metric in ("roc_auc", "sensitivity", "specificity", "macro_auc_ovr"):
+            cells = [e["metrics"][metric] for e in entries if e["metrics"].get(metric, {}).get("value") is not None]
+            if len(cells) != len(entries):
+                continue
+            within = [((c["high"] - c["low"]) / (2 * Z95)) ** 2 if c.get("low") is not None else 0.0 for c in cells]
+            metrics[metric] = pooled([c["value"] for c in cells], within)
+        medians = [e["within_group_auc_median"] for e in entries if e.get("within_group_auc_median") is not None]
+        out[name] = {"n_seeds": len(entries), "metrics": metrics, "n_kept": entries[0].get("n_kept"),
+                     "within_group_auc_median": float(np.mean(medians)) if medians else None}
+    return out
+
+
 def aggregate(study: Study, base: Config) -> dict:
     """The summary dict (``summary.json``)."""
     by_arm = done_records(study, base)
@@ -81,7 +101,7 @@ def aggregate(study: Study, base: Config) -> dict:
             entry["per_seed"] = {str(r["seed"]): v for r, v in zip(records, vals)}
             metrics[name] = entry
         schedules[arm.name] = records[0]["schedule"]
-        codes |= {r["code_fingerprint"] for r in records}
+        codes |= {r.get("core_fingerprint", r["code_fingerprint"]) for r in records}
         commits |= {r.get("git_commit") or "unknown" for r in records}
         arms[arm.name] = {
             "task": arm.task, "preprocess": arm.preprocess, "recipe": arm.recipe, "folder": result_folder(records[0]),
@@ -90,6 +110,7 @@ def aggregate(study: Study, base: Config) -> dict:
             "kept_phase": {r["seed"]: r.get("kept_phase") for r in records},
             "minutes_per_run": float(np.mean([r["timing"]["total_seconds"] for r in records]) / 60),
             "metrics": metrics,
+            "external": external_summary(records),
             "records": [str(Path(r["report_dir"]).with_suffix(".json")) for r in records],
         }
     distinct = {json.dumps(s, sort_keys=True) for s in schedules.values()}
@@ -135,6 +156,7 @@ def markdown(summary: dict) -> str:
                      f"{kept}/{a['n_seeds']}"])
     table = markdown_table(["task", "preprocessing", "recipe", "seeds", "test images (groups)", "accuracy",
                             "sensitivity", "specificity", "AUC", "fine-tuned model kept"], rows)
+    ext = external_markdown(summary)
     if summary["same_schedule"]:
         sched = f"All arms share one schedule: {schedule_text(summary['schedule'])}."
     else:
@@ -148,6 +170,31 @@ def markdown(summary: dict) -> str:
         f"{', '.join(c[:12] for c in summary['git_commits']) or '—'}. "
         "'Fine-tuned model kept': seeds where fine-tuning beat the head on validation AUC "
         "(otherwise the head-only model was saved).",
+        *(["", ext] if ext else []),
+    ])
+
+
+def external_markdown(summary: dict) -> str:
+    """External sets per arm: AUC, sensitivity and specificity at the Kaggle-validation threshold."""
+    sets = sorted({n for a in summary["arms"].values() for n in a.get("external", {})})
+    if not sets:
+        return ""
+    rows = []
+    for a in summary["arms"].values():
+        for name in sets:
+            e = a.get("external", {}).get(name)
+            if not e:
+                continue
+            m = e["metrics"]
+            w = e.get("within_group_auc_median")
+            rows.append([name, a["task"], a["preprocess"], a["recipe"], str(e["n_seeds"]), str(e.get("n_kept")),
+                         _cell(m.get("roc_auc") or m.get("macro_auc_ovr")), _cell(m.get("sensitivity")),
+                         _cell(m.get("specificity")), "—" if w is None else f"{w:.3f}"])
+    return "\n".join([
+        markdown_table(["external set", "task", "preprocessing", "recipe", "seeds", "images kept", "AUC",
+                        "sensitivity", "specificity", "within-patient AUC (median)"], rows), "",
+        "External sets: evaluation only (threshold and temperature from Kaggle validation, nothing fitted "
+        "on them); intervals pool each run's patient/group bootstrap with the spread over seeds.",
     ])
 
 

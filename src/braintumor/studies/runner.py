@@ -30,6 +30,7 @@ from ..config import Config, result_name
 from ..errors import BrainTumorError
 from ..files import write_text_atomic
 from ..reporting import provenance
+from .external import evaluate_sets, missing_sets
 from .spec import Arm, Study, code_fingerprint, run_key, schedule_of
 
 RUN_PREFIX = "study-"
@@ -164,6 +165,8 @@ def run_one(study: Study, state: RunState, verbose: int = 0) -> dict:
     out = state.record_path.with_suffix("")  # reports/studies/<study>/<arm>/seed-<seed>/
     report = evaluate_run(run_dir, cfg, figures=False, progress=verbose > 0, out=out)
     t2 = time.perf_counter()
+    external = evaluate_sets(study.external, run_dir, cfg, progress=verbose > 0)
+    t3 = time.perf_counter()
     card = read_card(run_dir)
     record = {
         "study": study.name, "arm": state.arm.name, "seed": state.seed, "key": state.key,
@@ -178,8 +181,10 @@ def run_one(study: Study, state: RunState, verbose: int = 0) -> dict:
         "validation": card["validation_metrics"],
         "test": _headline(report),
         "threshold": report.get("threshold"),
+        "external": external,
         "timing": {"train_seconds": round(t1 - t0, 1), "evaluate_seconds": round(t2 - t1, 1),
-                   "total_seconds": round(t2 - t0, 1), "training": card["training"]["timing"]},
+                   "external_seconds": round(t3 - t2, 1),
+                   "total_seconds": round(t3 - t0, 1), "training": card["training"]["timing"]},
         "work_units": units,
         "machine": provenance.machine_description(),
         "created": provenance.now_iso(),
@@ -194,9 +199,10 @@ def run_study(study: Study, base: Config, budget_minutes: float | None = None, o
 
     Returns ``{"finished": [...], "remaining": n, "stopped_for_budget": bool}``.
     """
+    start = time.perf_counter()
+    fill_external(study, base, only, say, verbose)
     todo = [s for s in states(study, base, only) if s.status != "done"]
     records = [s.record for s in states(study, base) if s.status == "done"]
-    start = time.perf_counter()
     finished: list[dict] = []
     stopped = False
     for i, state in enumerate(todo):
@@ -214,10 +220,33 @@ def run_study(study: Study, base: Config, budget_minutes: float | None = None, o
         m = record["test"]["metrics"]
         auc = m.get("roc_auc", m.get("macro_auc_ovr", {})).get("value")
         say(f"    done in {record['timing']['total_seconds'] / 60:.1f} min: test accuracy "
-            f"{m['accuracy']['value']:.3f}, AUC {auc if auc is None else round(auc, 3)}, kept {record['kept_phase']}")
+            f"{m['accuracy']['value']:.3f}, AUC {auc if auc is None else round(auc, 3)}, kept {record['kept_phase']}"
+            + "".join(f"; {name} AUC {e['metrics']['roc_auc']['value']:.3f}"
+                      for name, e in record["external"].items() if "roc_auc" in e.get("metrics", {})))
         finished.append(record)
         records.append(record)
     return {"finished": finished, "remaining": len(todo) - len(finished), "stopped_for_budget": stopped}
+
+
+def fill_external(study: Study, base: Config, only: list[str] | None = None, say: Callable[[str], None] = print,
+                  verbose: int = 0) -> int:
+    """Evaluate finished runs on the study's external sets they have no report for (a set
+    added to the study, or found only now); the run's key and Kaggle results are unchanged.
+    Needs the run's saved model; returns how many runs were updated."""
+    updated = 0
+    for s in states(study, base, only):
+        if s.status != "done" or not missing_sets(study.external, s.record):
+            continue
+        run_dir = base.root_path / s.record["run_dir"]
+        if not (run_dir / "model.keras").is_file():
+            say(f"{s.arm.name} seed {s.seed}: no saved model in {run_dir}, cannot add external reports")
+            continue
+        say(f"{s.arm.name} seed {s.seed}: external sets {', '.join(missing_sets(study.external, s.record))} ...")
+        s.record["external"] = {**(s.record.get("external") or {}),
+                                **evaluate_sets(study.external, run_dir, s.config, verbose > 0, say)}
+        write_text_atomic(s.record_path, json.dumps(s.record, indent=2) + "\n")
+        updated += 1
+    return updated
 
 
 def done_records(study: Study, base: Config) -> dict[str, list[dict]]:

@@ -36,6 +36,7 @@ from .. import recipes
 from ..config import Config, result_name
 from ..data.tasks import TASKS, get_task
 from ..errors import BrainTumorError
+from .external import parse_external
 
 # Fields that say *which* run this is or where files live, not how it was trained.
 IDENTITY_FIELDS = ("task", "preprocess", "recipe", "seed")
@@ -104,6 +105,7 @@ class Study:
     schedule: dict = field(default_factory=dict)
     evaluation: dict = field(default_factory=dict)
     description: str = ""
+    external: tuple = ()  # ExternalSpec: sets every finished run of their tasks is evaluated on
 
     def arm(self, name: str) -> Arm:
         for arm in self.arms:
@@ -145,7 +147,7 @@ def load_study(path: str | Path) -> Study:
         raw = tomllib.loads(path.read_text())
     except tomllib.TOMLDecodeError as e:
         raise BrainTumorError(f"{path}: not valid TOML ({e})") from None
-    unknown = set(raw) - {"name", "description", "seeds", "schedule", "evaluation", "arms"}
+    unknown = set(raw) - {"name", "description", "seeds", "schedule", "evaluation", "arms", "external"}
     if unknown:
         raise BrainTumorError(f"{path}: unknown keys {sorted(unknown)}")
     seeds = tuple(int(s) for s in raw.get("seeds", ()))
@@ -175,4 +177,4 @@ def load_study(path: str | Path) -> Study:
     if not arms or len(set(names)) != len(names):
         raise BrainTumorError(f"{path}: needs at least one arm, with distinct names (got {names})")
     return Study(raw.get("name") or path.stem, path, seeds, tuple(arms), schedule, evaluation,
-                 raw.get("description", ""))
+                 raw.get("description", ""), parse_external(str(path), raw.get("external", [])))
