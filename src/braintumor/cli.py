@@ -348,9 +348,13 @@ def _train_options(p: argparse.ArgumentParser) -> None:
                help="random initialisation instead of ImageNet")
     add_option(p, "quick")
     p.add_argument("--epochs", type=int, help="fine-tuning epochs (same as --epochs-finetune)")
+    from .recipes import available, describe
+
     for name in ("epochs_frozen", "epochs_finetune", "image_size", "batch_size", "lr_frozen", "lr_finetune",
-                 "finetune_fraction", "preprocess", "recipe", "lesion_copies", "augment", "seed"):
+                 "finetune_fraction", "preprocess", "lesion_copies", "augment", "seed"):
         add_option(p, name)
+    add_option(p, "recipe", help="training recipe, or several joined by '+': none; "
+               + "; ".join(describe(r) for r in available()[1:]) + " (default: none)")
     p.add_argument("--verbose", type=int, default=1, choices=[0, 1, 2], help="Keras verbosity")
 
 

@@ -98,8 +98,7 @@ class Config:
     dropout: float = _opt(0.2, "dropout before the head")
     augment: bool = _opt(True, "augment training images in phase 2")
     preprocess: str = _opt("none", "image preprocessing before resizing: none or crop-mask")
-    recipe: str = _opt("none", "training recipe (braintumor.recipes): none, lesions (synthetic-lesion "
-                       "copies of healthy images, labelled tumour; binary tasks); combine with '+'")
+    recipe: str = _opt("none", "training recipe: none or a module of braintumor.recipes; combine with '+'")
     lesion_copies: int = _opt(1, "synthetic-lesion copies per healthy training image (recipe lesions)")
     seed: int = _opt(1337, "random seed")
     quick: bool = _opt(False, "small stratified subset and few epochs (smoke run)")
