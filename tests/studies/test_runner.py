@@ -203,3 +203,13 @@ strata = ["size:1000"]
     summary = json.loads((project / "reports/studies/tiny/summary.json").read_text())
     assert summary["arms"]["ct"]["external"]["toy"]["n_seeds"] == 2
     assert "| toy | ct |" in out and "within-patient AUC" in out
+
+    # Both arms scored on the set: `study compare` pairs them on the images both kept.
+    assert run_cli(tiny, monkeypatch, "run", "--only", "ct-lesions") == 0
+    assert "2 run(s) finished" in capsys.readouterr().out
+    assert run_cli(tiny, monkeypatch, "study-compare", "ct", "ct-lesions") == 0
+    out = capsys.readouterr().out
+    comparison = json.loads((project / "reports/comparisons/tiny--ct--vs--ct-lesions.json").read_text())
+    toy = comparison["external"]["toy"]
+    assert toy["n_images"] >= 20 and set(toy["per_seed"]) == {"1", "2"}
+    assert toy["metrics"]["roc_auc"]["n_seeds"] == 2 and "External set **toy**" in out

@@ -144,6 +144,11 @@ def markdown(result: dict) -> str:
     table = markdown_table(["metric", "A", "B", "B − A [95% CI]", "p", "method"], rows)
     lines = [f"A = {result['a']['label']}, B = {result['b']['label']}; {result['n_images']} test images "
              f"({result['n_groups']} {result['bootstrap_unit']}s).", "", table]
+    for name, ext in (result.get("external") or {}).items():
+        ext_rows = [[m, _fmt(e["a"]), _fmt(e["b"]), f"{e['difference']:+.3f} [{e['low']:+.3f}, {e['high']:+.3f}]",
+                     _p(e["p_value"]), e["method"]] for m, e in ext["metrics"].items()]
+        lines += ["", f"External set **{name}** ({ext['n_images']} images both kept, {ext['n_groups']} groups "
+                      "resampled):", "", markdown_table(["metric", "A", "B", "B − A [95% CI]", "p", "method"], ext_rows)]
     if result.get("same_schedule") is False:
         lines += ["", f"**The two were trained on different schedules** ({', '.join(result['schedule_differences'])}):"
                       " the difference mixes method and schedule."]
@@ -194,6 +199,29 @@ def combine_seeds(per_seed: dict[int, dict]) -> dict:
     return combined
 
 
+def external_differences(ra: dict, rb: dict, seeds: list[int], root: Path, n_resamples: int, seed: int) -> dict:
+    """Per external set both arms were scored on: paired differences on the images both runs
+    kept (groups — patients — resampled), seed by seed, combined over seeds."""
+    from ..reporting.recipes import paired_external
+
+    out = {}
+    names = set.intersection(*({n for n, e in (r.get("external") or {}).items() if "report_dir" in e}
+                               for s in seeds for r in (ra[s], rb[s])))
+    for name in sorted(names):
+        per_seed = {}
+        for s in seeds:
+            sides = []
+            for r in (ra[s], rb[s]):
+                df = pd.read_csv(root / r["external"][name]["report_dir"] / PREDICTIONS, keep_default_na=False)
+                sides.append(df[df["excluded"].astype(str) == ""])
+            per_seed[s] = paired_external(*sides, n_resamples=n_resamples, seed=seed)
+        first = per_seed[seeds[0]]
+        out[name] = {"n_images": first["n_images"], "n_groups": first["n_groups"],
+                     "metrics": combine_seeds(per_seed),
+                     "per_seed": {str(s): r["metrics"] for s, r in per_seed.items()}}
+    return out
+
+
 def compare_arms(study: Study, arm_a: str, arm_b: str, config: Config, n_resamples: int = 2000, seed: int = 0,
                  allow_mixed: bool = False) -> dict:
     """``braintumor study compare``: two arms, seed by seed on the same test rows, then combined."""
@@ -233,6 +261,7 @@ def compare_arms(study: Study, arm_a: str, arm_b: str, config: Config, n_resampl
         "git_commits": sorted({r.get("git_commit") or "unknown" for s in seeds for r in (ra[s], rb[s])}),
         "metrics": combine_seeds(per_seed),
         "per_seed": {str(s): {k: v for k, v in r.items() if k in ("metrics",)} for s, r in per_seed.items()},
+        "external": external_differences(ra, rb, seeds, root, n_resamples, seed),
     }
     name = _slug(f"{study.name}--{arm_a}--vs--{arm_b}")
     result["paths"] = [str(p) for p in write_comparison(result, config.reports_path / "comparisons", name)]
