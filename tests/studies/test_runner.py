@@ -213,3 +213,21 @@ strata = ["size:1000"]
     toy = comparison["external"]["toy"]
     assert toy["n_images"] >= 20 and set(toy["per_seed"]) == {"1", "2"}
     assert toy["metrics"]["roc_auc"]["n_seeds"] == 2 and "External set **toy**" in out
+
+    # [[compare]] pairs: `study report` writes their differences into README's claims block.
+    tiny["study"].write_text(tiny["study"].read_text() + '\n[[compare]]\na = "ct"\nb = "ct-lesions"\n')
+    (project / "README.md").write_text("# x\n\n<!-- study:start -->\n<!-- study:end -->\n\n"
+                                       "<!-- study-compare:start -->\n<!-- study-compare:end -->\n")
+    assert run_cli(tiny, monkeypatch, "report", "--update-readme") == 0
+    capsys.readouterr()
+    readme = (project / "README.md").read_text()
+    claims = readme.split("<!-- study-compare:start -->")[1]
+    assert "| ct | ct-lesions | 1, 2 |" in claims and "toy ΔAUC" in claims and ", p " in claims
+    assert (project / "reports/studies/tiny/comparisons.md").is_file()
+
+
+def test_compare_pairs_must_name_two_arms(tmp_path):
+    study = tmp_path / "s.toml"
+    study.write_text('seeds = [1]\n[[arms]]\ntask = "ct"\n[[compare]]\na = "ct"\nb = "nosuch"\n')
+    with pytest.raises(BrainTumorError, match="two different arms"):
+        load_study(study)

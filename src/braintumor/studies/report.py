@@ -198,6 +198,47 @@ def external_markdown(summary: dict) -> str:
     ])
 
 
+def run_comparisons(study: Study, base: Config) -> list[dict]:
+    """The study file's ``[[compare]]`` pairs that have seeds finished in both arms."""
+    from .compare import compare_arms
+
+    done = done_records(study, base)
+    out = []
+    for a, b in study.comparisons:
+        if {r["seed"] for r in done[a]} & {r["seed"] for r in done[b]}:
+            out.append(compare_arms(study, a, b, base))
+    return out
+
+
+def _diff(entry: dict | None) -> str:
+    if not entry:
+        return "—"
+    p = entry["p_value"]
+    return (f"{entry['difference']:+.3f} [{entry['low']:+.3f}, {entry['high']:+.3f}], "
+            f"p {'< 0.001' if p < 0.001 else f'{p:.3f}'}")
+
+
+def comparisons_markdown(results: list[dict]) -> str:
+    """One row per compared pair: B − A on the Kaggle test and on each external set."""
+    if not results:
+        return ""
+    sets = sorted({n for r in results for n in r.get("external", {})})
+    rows = []
+    for r in results:
+        m = r["metrics"]
+        auc = m.get("roc_auc") or m.get("macro_auc_ovr")
+        ext = [_diff(r.get("external", {}).get(n, {}).get("metrics", {}).get("roc_auc")) for n in sets]
+        rows.append([r["a"]["label"], r["b"]["label"], ", ".join(map(str, r["seeds"])), _diff(auc),
+                     _diff(m.get("accuracy")), *ext])
+    return "\n".join([
+        markdown_table(["A", "B", "seeds", "Kaggle test ΔAUC (B − A)", "Kaggle test Δaccuracy",
+                        *[f"{n} ΔAUC" for n in sets]], rows), "",
+        "Paired on the same images, seed by seed, combined over seeds (Rubin's rules): Kaggle test by "
+        "duplicate-group bootstrap (accuracy) and DeLong (AUC); external sets by patient/group bootstrap "
+        "on the images both runs kept. Full tables: `reports/comparisons/<study>--A--vs--B.md`.",
+    ])
+
+
 def write_report(study: Study, base: Config, update_readme: bool = False) -> dict:
     """Write ``summary.json`` / ``summary.md`` (and the README's ``study`` block); return paths."""
     summary = aggregate(study, base)
@@ -207,12 +248,17 @@ def write_report(study: Study, base: Config, update_readme: bool = False) -> dic
     text = markdown(summary)
     paths = {"json": write_text_atomic(out / "summary.json", json.dumps(summary, indent=2) + "\n"),
              "md": write_text_atomic(out / "summary.md", f"# Study {study.name}\n\n{text}\n")}
+    claims = comparisons_markdown(run_comparisons(study, base))
+    if claims:
+        paths["comparisons"] = write_text_atomic(out / "comparisons.md", f"# Study {study.name}: comparisons\n\n"
+                                                 f"{claims}\n")
     if update_readme:
         readme = base.root_path / "README.md"
         if not readme.is_file():
             raise BrainTumorError(f"{readme}: no README to update")
-        old = readme.read_text()
-        new = replace_block(old, "study", text, str(readme))
+        new = replace_block(readme.read_text(), "study", text, str(readme))
+        if claims and "<!-- study-compare:start -->" in new:
+            new = replace_block(new, "study-compare", claims, str(readme))
         readme.write_text(new)
         paths["readme"] = readme
     return {"summary": summary, "markdown": text, "paths": paths}

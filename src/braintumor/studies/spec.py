@@ -106,6 +106,7 @@ class Study:
     evaluation: dict = field(default_factory=dict)
     description: str = ""
     external: tuple = ()  # ExternalSpec: sets every finished run of their tasks is evaluated on
+    comparisons: tuple = ()  # (arm A, arm B) pairs `study report` compares (README's claims)
 
     def arm(self, name: str) -> Arm:
         for arm in self.arms:
@@ -147,7 +148,8 @@ def load_study(path: str | Path) -> Study:
         raw = tomllib.loads(path.read_text())
     except tomllib.TOMLDecodeError as e:
         raise BrainTumorError(f"{path}: not valid TOML ({e})") from None
-    unknown = set(raw) - {"name", "description", "seeds", "schedule", "evaluation", "arms", "external"}
+    unknown = set(raw) - {"name", "description", "seeds", "schedule", "evaluation", "arms", "external",
+                          "compare"}
     if unknown:
         raise BrainTumorError(f"{path}: unknown keys {sorted(unknown)}")
     seeds = tuple(int(s) for s in raw.get("seeds", ()))
@@ -176,5 +178,10 @@ def load_study(path: str | Path) -> Study:
     names = [a.name for a in arms]
     if not arms or len(set(names)) != len(names):
         raise BrainTumorError(f"{path}: needs at least one arm, with distinct names (got {names})")
+    pairs = []
+    for i, c in enumerate(raw.get("compare", [])):
+        if set(c) != {"a", "b"} or not {c["a"], c["b"]} <= set(names) or c["a"] == c["b"]:
+            raise BrainTumorError(f"{path}: compare {i + 1} needs a and b, two different arms of {names}")
+        pairs.append((c["a"], c["b"]))
     return Study(raw.get("name") or path.stem, path, seeds, tuple(arms), schedule, evaluation,
-                 raw.get("description", ""), parse_external(str(path), raw.get("external", [])))
+                 raw.get("description", ""), parse_external(str(path), raw.get("external", [])), tuple(pairs))
