@@ -61,7 +61,7 @@ def test_editing_a_recipe_makes_only_its_arms_stale(package_copy):
 
 def test_editing_training_code_makes_every_arm_stale_but_cli_does_not(package_copy):
     none = code_fingerprint("none", package_copy)
-    with open(package_copy / "cli.py", "a") as f:
+    with open(package_copy / "cli" / "models.py", "a") as f:
         f.write("\n# help text\n")
     assert code_fingerprint("none", package_copy) == none
     with open(package_copy / "training.py", "a") as f:

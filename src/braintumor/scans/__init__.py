@@ -26,7 +26,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from .base import DecoderUnavailableError, NoPixelDataError, ScanReadError, Slice
-from .dicom import is_dicom_file, is_dicom_folder, read_dicom_file, read_dicom_series
+from .dicom import read_dicom_file, read_dicom_series
+from .dicom_files import is_dicom_file, is_dicom_folder
 from .nifti import is_nifti_path, read_nifti
 from .summary import series_summary, slice_table, summarise_volume
 from .windows import CT_WINDOWS

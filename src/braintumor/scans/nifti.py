@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from .base import MAX_SLICE_PIXELS, MAX_VOLUME_VOXELS, ScanReadError, Slice, require
-from .dicom import normalise_hint
+from .dicom_render import normalise_hint
 from .windows import CT_WINDOW_MODES, ct_rgb, foreground_fraction, percentile_rgb, robust_window
 
 NIFTI_SUFFIXES = (".nii", ".nii.gz")

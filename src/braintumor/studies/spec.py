@@ -45,7 +45,7 @@ LOCATION_FIELDS = ("root", "data_dir", "audit", "extra")
 # study bookkeeping): editing them does not make finished runs stale.
 # Training and evaluation never import these (the command line, app, predict's input
 # reading, DICOM/NIfTI, external evaluation, audits, README/report writing).
-NOT_RESULT_AFFECTING = ("cli.py", "serve.py", "__main__.py", "inputs.py", "studies/", "reporting/",
+NOT_RESULT_AFFECTING = ("cli/", "serve.py", "__main__.py", "inputs.py", "studies/", "reporting/",
                         "scans/", "external/", "audit/")
 RECIPES_DIR = "recipes/"
 
