@@ -54,28 +54,33 @@ study: install seed-weights
 	$(VENV)/bin/braintumor study status
 	$(VENV)/bin/braintumor study report --update-readme
 
-# The whole study, headless: audit the data, check the committed split, train and evaluate
-# raw-image CT and MRI models (the "before" of the shortcut comparison), run the shortcut
-# audit, then execute the notebook (crop-masked models for every task, evaluation, figures)
-# and regenerate README's results table. About 3 hours on a 2-core CPU.
-# QUICK=1 runs the same steps on small stratified subsets (train --quick, a 40-per-class
-# audit, the notebook in QUICK mode) in a scratch project folder that links the caches, so
-# the study's models, reports and README are left alone: 9.5 minutes on 2 cores with warm
-# caches (benchmarks.end_to_end; a fresh clone first builds the index and decodes images).
+# Everything, headless: audit the data, check the committed split, run the matched study
+# (every arm and seed, external sets included; resumable, so an interrupted `make reproduce`
+# picks up where it stopped), the shortcut and source audits, then the notebook, and
+# regenerate README's tables. Hours on a 2-core CPU (about 12 minutes per MRI run with its
+# external sets; see studies/main.toml).
+# QUICK=1 runs the same steps on small stratified subsets (train --quick per task instead of
+# the study, 40-per-class audits, the notebook in QUICK mode) in a scratch project folder that
+# links the caches, so the study's models, reports and README are left alone.
 reproduce: install seed-weights
-	@set -e; root=.; train="$(TRAIN_ARGS)"; audit=; \
+	@set -e; root=.; audit=; \
 	if [ -n "$(QUICK)" ]; then \
 	  root=$$($(PY) -c "from braintumor.config import scratch_root; print(scratch_root())"); \
-	  export BRAINTUMOR_ROOT=$$root; train=--quick; audit="--limit-per-class 40 --resamples 200"; \
+	  export BRAINTUMOR_ROOT=$$root; audit="--limit-per-class 40 --resamples 200"; \
 	  echo "QUICK: small subsets; models and reports go to $$root"; fi; \
 	PS4='+ [$$EPOCHREALTIME] '; set -x; \
 	$(VENV)/bin/braintumor index; \
 	$(VENV)/bin/braintumor audit-duplicates; \
 	$(VENV)/bin/braintumor split --check; \
-	for t in $(TASKS); do \
-	  $(VENV)/bin/braintumor train --task $$t $$train; \
-	  $(VENV)/bin/braintumor evaluate --model $$root/models/$$t; done; \
+	if [ -n "$(QUICK)" ]; then \
+	  for t in $(TASKS); do \
+	    $(VENV)/bin/braintumor train --task $$t --quick $(TRAIN_ARGS); \
+	    $(VENV)/bin/braintumor evaluate --model $$root/models/$$t; done; \
+	else \
+	  $(VENV)/bin/braintumor study run; \
+	  $(VENV)/bin/braintumor study report --update-readme; fi; \
 	$(VENV)/bin/braintumor audit-shortcuts $$audit; \
+	$(VENV)/bin/braintumor audit-sources $$audit; \
 	: notebook next
 	$(MAKE) --no-print-directory notebook
 
