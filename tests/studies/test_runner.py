@@ -114,6 +114,7 @@ def test_run_status_report_compare_resume_and_stale(tiny, monkeypatch, capsys):
     record = json.loads((project / "reports/studies/tiny/ct/seed-1.json").read_text())
     assert record["kept_phase"] in ("frozen", "finetune") and record["work_units"] > 0
     run_dir = project / record["run_dir"]
+    assert (run_dir / "ood.npz").is_file() and 0.9 <= record["ood"]["val_keep_rate"] <= 1.0
     assert run_dir.parent.name == "ct" and (run_dir / "model_card.json").is_file()
     assert (run_dir / "history.csv").is_file()
     seed_dir = project / record["report_dir"]
@@ -188,11 +189,15 @@ strata = ["size:1000"]
     assert run_cli(tiny, monkeypatch, "run", "--only", "ct") == 0
     out = capsys.readouterr().out
     assert "0 run(s) finished, 0 remaining" in out and "not found; set $BRAINTUMOR_EXTERNAL_DIR" in out
+    # A finished run without its out-of-distribution check gets it back from the saved model.
+    record = json.loads((project / "reports/studies/tiny/ct/seed-1.json").read_text())
+    (project / record["run_dir"] / "ood.npz").unlink()
 
     monkeypatch.setenv("BRAINTUMOR_EXTERNAL_DIR", str(tmp_path / "ext"))
     assert run_cli(tiny, monkeypatch, "run", "--only", "ct") == 0
     out = capsys.readouterr().out
     assert "external sets toy" in out and "0 run(s) finished, 0 remaining" in out
+    assert "ct seed 1: out-of-distribution check" in out and (project / record["run_dir"] / "ood.npz").is_file()
     record = json.loads((project / "reports/studies/tiny/ct/seed-1.json").read_text())
     toy = record["external"]["toy"]
     assert 0 <= toy["metrics"]["roc_auc"]["value"] <= 1 and toy["n_kept"] >= 20

@@ -151,6 +151,7 @@ def run_one(study: Study, state: RunState, verbose: int = 0) -> dict:
     """Train and evaluate one run; write and return its record."""
     from ..evaluate import evaluate_run
     from ..models.modelcard import read_card
+    from ..ood import fit_ood
     from ..training import train
 
     cfg, root = state.config, state.config.root_path
@@ -166,6 +167,9 @@ def run_one(study: Study, state: RunState, verbose: int = 0) -> dict:
     report = evaluate_run(run_dir, cfg, figures=False, progress=verbose > 0, out=out)
     t2 = time.perf_counter()
     external = evaluate_sets(study.external, run_dir, cfg, progress=verbose > 0)
+    # After the external sets, so that their modality exclusions come from the one
+    # model-independent check for every run (paired comparisons keep the same images).
+    ood = _ood_summary(fit_ood(run_dir, cfg, progress=verbose > 0))
     t3 = time.perf_counter()
     card = read_card(run_dir)
     record = {
@@ -182,6 +186,7 @@ def run_one(study: Study, state: RunState, verbose: int = 0) -> dict:
         "test": _headline(report),
         "threshold": report.get("threshold"),
         "external": external,
+        "ood": ood,
         "timing": {"train_seconds": round(t1 - t0, 1), "evaluate_seconds": round(t2 - t1, 1),
                    "external_seconds": round(t3 - t2, 1),
                    "total_seconds": round(t3 - t0, 1), "training": card["training"]["timing"]},
@@ -228,22 +233,36 @@ def run_study(study: Study, base: Config, budget_minutes: float | None = None, o
     return {"finished": finished, "remaining": len(todo) - len(finished), "stopped_for_budget": stopped}
 
 
+def _ood_summary(summary: dict) -> dict:
+    return {"threshold": summary["threshold"], "val_keep_rate": summary["val_keep_rate"],
+            "modality_val_accuracy": summary["modality"]["val_accuracy"]}
+
+
 def fill_external(study: Study, base: Config, only: list[str] | None = None, say: Callable[[str], None] = print,
                   verbose: int = 0) -> int:
-    """Evaluate finished runs on the study's external sets they have no report for (a set
-    added to the study, or found only now); the run's key and Kaggle results are unchanged.
-    Needs the run's saved model; returns how many runs were updated."""
+    """Complete finished runs from their saved models, without retraining (the key and the
+    Kaggle results are unchanged): external sets they have no report for (a set added to
+    the study, or found only now), then the out-of-distribution check if it is missing.
+    Returns how many runs were updated."""
+    from ..ood import OOD_NAME, fit_ood
+
     updated = 0
     for s in states(study, base, only):
-        if s.status != "done" or not missing_sets(study.external, s.record):
+        run_dir = base.root_path / s.record["run_dir"] if s.record else None
+        sets = missing_sets(study.external, s.record) if s.status == "done" else []
+        if s.status != "done" or not (sets or not (run_dir / OOD_NAME).is_file()):
             continue
-        run_dir = base.root_path / s.record["run_dir"]
-        if not (run_dir / "model.keras").is_file():
-            say(f"{s.arm.name} seed {s.seed}: no saved model in {run_dir}, cannot add external reports")
+        if not (run_dir / "model.keras").is_file():  # trained elsewhere: the weights are not in git
+            if sets:
+                say(f"{s.arm.name} seed {s.seed}: no saved model in {run_dir}, cannot add external sets")
             continue
-        say(f"{s.arm.name} seed {s.seed}: external sets {', '.join(missing_sets(study.external, s.record))} ...")
-        s.record["external"] = {**(s.record.get("external") or {}),
-                                **evaluate_sets(study.external, run_dir, s.config, verbose > 0, say)}
+        if sets:
+            say(f"{s.arm.name} seed {s.seed}: external sets {', '.join(sets)} ...")
+            s.record["external"] = {**(s.record.get("external") or {}),
+                                    **evaluate_sets(study.external, run_dir, s.config, verbose > 0, say)}
+        if not (run_dir / OOD_NAME).is_file():
+            say(f"{s.arm.name} seed {s.seed}: out-of-distribution check ...")
+            s.record["ood"] = _ood_summary(fit_ood(run_dir, s.config, progress=verbose > 0))
         write_text_atomic(s.record_path, json.dumps(s.record, indent=2) + "\n")
         updated += 1
     return updated
