@@ -311,3 +311,150 @@ def test_subtype_model_scores_tumour_images_by_subtype(tmp_path):
     probs = pd.DataFrame(q, columns=[f"p_{s}" for s in subtypes])
     test = score(ext, probs, np.ones(9, bool), None, Options("x", n_resamples=50))["test"]
     assert test["metrics"]["accuracy"]["value"] == 1.0 and test["metrics"]["macro_auc_ovr"]["value"] == 1.0
+
+
+# -- speed without changing a result: one network pass, caches of what the model does not change --
+
+def test_one_pass_gives_the_probabilities_and_features_of_the_two_passes(tiny_ct):
+    """predict_images' single pass (Predictor.logits_and_features) equals, bit for bit, the
+    probabilities of Predictor.predict_arrays and the features of feature_model that
+    evaluate-external used to compute in two passes (several batches and a partial one)."""
+    from braintumor.external.run import PREDICT_BATCH, predict_images
+    from braintumor.inference import Predictor
+    from braintumor.models.classifier import POOL_LAYER, extract_features, feature_model
+
+    predictor = Predictor.load(tiny_ct["run"])
+    features = feature_model(predictor.model)
+    assert features.output is predictor.model.get_layer(POOL_LAYER).output  # the same layer
+    rng = np.random.default_rng(0)
+    size = int(predictor.card["image_size"])
+    images = rng.integers(0, 256, size=(2 * 256 + 37, size, size, 3), dtype=np.uint8)  # > extract_features' chunk
+    probs, pooled = predict_images(predictor, images)
+    old_probs = predictor.predict_arrays(images)
+    assert isinstance(old_probs, np.ndarray)  # if predict_arrays grows columns, predict_images must follow
+    assert list(probs.columns) == [f"p_{c}" for c in predictor.card["classes"]]
+    assert np.array_equal(probs.to_numpy(), old_probs)
+    old_features = extract_features(features, images, PREDICT_BATCH)
+    assert pooled.dtype == old_features.dtype and np.array_equal(pooled, old_features)
+
+
+def _read_report(config, name: str, run: Path) -> tuple[dict, str]:
+    from braintumor.external.run import report_dir
+
+    out = report_dir(config, name, run)
+    return json.loads((out / "metrics.json").read_text()), (out / "predictions.csv").read_text()
+
+
+def test_cached_single_pass_reports_equal_the_uncached_two_pass_ones(tiny_ct, tmp_path, monkeypatch):
+    """metrics.json and predictions.csv are byte for byte those of the former code path (images
+    decoded, pHashed and featurised afresh, a second network pass for the overlap features),
+    both when the caches are cold and when they are warm; the warm run decodes, pHashes and
+    featurises nothing."""
+    import braintumor.models.classifier as classifier
+    import braintumor.pipeline as pipeline
+    from braintumor.external import cache, overlap, run as ext_run
+    from braintumor.pipeline import prepare_arrays
+
+    csv = _external_ct_set(tmp_path / "ext", tiny_ct)
+    config = tiny_ct["config"].replace(batch_size=ext_run.PREDICT_BATCH)
+    opts = ext_run.Options("eq", group_col="patient", strata=["size:1000"], n_resamples=100, workers=1,
+                           figures=False, progress=False)
+    monkeypatch.setattr(cache, "cache_dir", lambda config: tmp_path / "cache")
+
+    def evaluate() -> tuple[dict, str]:
+        ext_run.evaluate_external(tiny_ct["run"], csv, opts, config)
+        return _read_report(config, "eq", tiny_ct["run"])
+
+    with monkeypatch.context() as old:  # the former path: no caches, predict_arrays, features again
+        def two_pass(predictor, images):
+            probs = predictor.predict_arrays(images)
+            return pd.DataFrame(probs, columns=[f"p_{c}" for c in predictor.card["classes"]]), None
+
+        old.setattr(ext_run, "predict_images", two_pass)
+        old.setattr(cache, "prepared_images", lambda files, shas, size, preprocess, config, workers, progress:
+                    prepare_arrays(files, size, preprocess, workers=workers, progress=progress))
+        old.setattr(cache, "phashes", lambda files, shas, config, workers, progress:
+                    overlap.phashes([str(f) for f in files], workers, progress))
+        old.setattr(cache, "cached_array", lambda path, compute, shape=None, mmap=False: compute())
+        reference = evaluate()
+    assert not (tmp_path / "cache").exists()
+
+    cold = evaluate()
+    written = sorted(p.name.split("-")[0] for p in (tmp_path / "cache").iterdir())
+    assert written == ["frozen", "images", "phashes"], written
+    calls = {"decode": 0, "phash": 0, "features": 0}
+
+    def counting(name, real):
+        def wrapped(*a, **k):
+            calls[name] += 1
+            return real(*a, **k)
+        return wrapped
+
+    monkeypatch.setattr(pipeline, "prepare_arrays", counting("decode", pipeline.prepare_arrays))
+    monkeypatch.setattr(overlap, "phashes", counting("phash", overlap.phashes))
+    monkeypatch.setattr(classifier, "extract_features", counting("features", classifier.extract_features))
+    warm = evaluate()
+    assert calls == {"decode": 0, "phash": 0, "features": 0}
+    for got in (cold, warm):
+        assert got[0] == reference[0]  # every number, exclusion and interval
+        assert got[1] == reference[1]  # predictions.csv, byte for byte
+    assert reference[0]["exclusions"]["overlap_check"]["n_overlap"] >= 1  # the checks had work to do
+    assert reference[0]["exclusions"]["modality"]["excluded"]
+
+
+def test_external_caches_follow_the_files_contents(tmp_path, monkeypatch):
+    """A changed file gives a new key (never stale pixels or hashes); an unchanged set is read
+    back; an interrupted (wrong-shape) cache file is recomputed."""
+    import braintumor.pipeline as pipeline
+    from braintumor.config import Config
+    from braintumor.external import cache, overlap
+
+    rng = np.random.default_rng(0)
+    files = [tmp_path / "set" / f"{i}.png" for i in range(4)]
+    for f in files:
+        f.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(rng.integers(0, 256, (40, 40), dtype=np.uint8)).save(f)
+    config = Config(root=str(tmp_path / "project"))
+    calls = {"decode": 0, "phash": 0}
+    real_prepare, real_phashes = pipeline.prepare_arrays, overlap.phashes
+
+    def prepare(*a, **k):
+        calls["decode"] += 1
+        return real_prepare(*a, **k)
+
+    def phash(*a, **k):
+        calls["phash"] += 1
+        return real_phashes(*a, **k)
+
+    monkeypatch.setattr(pipeline, "prepare_arrays", prepare)
+    monkeypatch.setattr(overlap, "phashes", phash)
+
+    def both():
+        shas = cache.file_hashes(files)
+        return (cache.prepared_images(files, shas, 16, "none", config, workers=1, progress=False),
+                cache.phashes(files, shas, config, workers=1, progress=False))
+
+    images, hashes = both()
+    assert calls == {"decode": 1, "phash": 1}
+    again, hashes_again = both()
+    assert calls == {"decode": 1, "phash": 1}  # read back
+    assert np.array_equal(again, images) and again.dtype == np.uint8 and hashes_again == hashes
+    # one file's content changes under the same name
+    Image.fromarray(rng.integers(0, 256, (40, 40), dtype=np.uint8)).save(files[2])
+    changed, changed_hashes = both()
+    assert calls == {"decode": 2, "phash": 2}
+    assert np.array_equal(changed, real_prepare(files, 16, "none", workers=1, progress=False))
+    assert not np.array_equal(changed[2], images[2]) and np.array_equal(changed[[0, 1, 3]], images[[0, 1, 3]])
+    assert changed_hashes == real_phashes([str(f) for f in files], 1, False) and changed_hashes[2] != hashes[2]
+    # an interrupted or foreign cache file of the wrong shape is recomputed, not trusted
+    key_file = next(p for p in cache.cache_dir(config).glob("images-*.npy")
+                    if np.array_equal(np.load(p), changed))
+    np.save(key_file, np.zeros((1, 16, 16, 3), np.uint8))
+    assert np.array_equal(both()[0], changed) and calls["decode"] == 3
+    # the key covers size, preprocessing and the backbone
+    shas = cache.file_hashes(files)
+    keys = {cache.content_key(shas, "images", 16, "none"), cache.content_key(shas, "images", 32, "none"),
+            cache.content_key(shas, "images", 16, "crop-mask"), cache.content_key(shas[:3], "images", 16, "none")}
+    assert len(keys) == 4
+    assert cache.backbone_identity({"backbone": {"name": "a", "weight_sha256": "1"}}) != \
+        cache.backbone_identity({"backbone": {"name": "a", "weight_sha256": "2"}})

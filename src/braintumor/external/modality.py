@@ -5,7 +5,8 @@
 logistic regression on frozen pooled ImageNet features of the model's backbone, fitted on
 the Kaggle **train** split, CT against MRI (:data:`PER_MODALITY` images of each, drawn
 with the config's seed). Only Kaggle data is fitted; nothing is learnt from the external
-set. The fitted coefficients are cached under ``data/cache/external/``.
+set. The fitted coefficients are cached under ``data/cache/external/``, and so are the
+external images' frozen features (:func:`frozen_features`).
 
 When ``Predictor.predict_arrays`` returns a ``modality`` column, evaluate-external uses that
 instead and this function is not called.
@@ -77,14 +78,33 @@ def fit_modality_classifier(card: dict, config: Config, progress: bool = False) 
     return fitted
 
 
-def modality_check(images: np.ndarray, card: dict, config: Config, progress: bool = False) -> pd.DataFrame:
-    """``modality`` ("CT"/"MRI") and ``p_ct`` for each prepared image (the model's size and
-    preprocessing). Replaceable by the predictor's own modality column."""
+def frozen_features(images: np.ndarray, card: dict, config: Config, progress: bool = False,
+                    shas=None) -> np.ndarray:
+    """Pooled features of the frozen ImageNet backbone for prepared ``images``; with ``shas``
+    (the images' files' SHA-256s) cached under ``data/cache/external/frozen-features-<key>.npy``,
+    keyed by the files' contents, the backbone, the image size and the preprocessing (they do
+    not depend on the trained model, so every run of a study reads them back)."""
     from ..models.classifier import extract_features
+    from . import cache
 
-    fitted = fit_modality_classifier(card, config, progress)
     size, backbone = int(card["image_size"]), card["backbone"]["name"]
-    feats = extract_features(_frozen(backbone, size, str(config.pretrained_path)), images, 32, progress=progress)
+
+    def compute() -> np.ndarray:
+        return extract_features(_frozen(backbone, size, str(config.pretrained_path)), images, 32, progress=progress)
+
+    if shas is None:
+        return compute()
+    key = cache.content_key(shas, "frozen-features", *cache.backbone_identity(card), size, card["preprocess"], 32)
+    return cache.cached_array(cache.cache_dir(config) / f"frozen-features-{key}.npy", compute)
+
+
+def modality_check(images: np.ndarray, card: dict, config: Config, progress: bool = False,
+                   shas=None) -> pd.DataFrame:
+    """``modality`` ("CT"/"MRI") and ``p_ct`` for each prepared image (the model's size and
+    preprocessing). Replaceable by the predictor's own modality column. ``shas``: the images'
+    files' SHA-256s, to cache their frozen features (:func:`frozen_features`)."""
+    fitted = fit_modality_classifier(card, config, progress)
+    feats = frozen_features(images, card, config, progress, shas)
     z = ((feats - np.asarray(fitted["mean"])) / np.asarray(fitted["scale"])) @ np.asarray(fitted["coef"])
     p_ct = 1.0 / (1.0 + np.exp(-(z + fitted["intercept"])))
     return pd.DataFrame({"modality": np.where(p_ct >= 0.5, "CT", "MRI"), "p_ct": p_ct.round(5)})

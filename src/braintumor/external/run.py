@@ -1,10 +1,11 @@
 """``braintumor evaluate-external``: a trained run on an external test set, evaluation only.
 
 Order: read the set (:mod:`.inputs`); decode and prepare its images in parallel with the
-model card's size and preprocessing; predict with :class:`braintumor.inference.Predictor`
-(the card's temperature); drop images that overlap the model's training images
-(:mod:`.overlap`) or are of another modality (the predictor's ``modality`` column, else
-:func:`.modality.modality_check`); report the rest at the card's decision threshold with
+model card's size and preprocessing (cached by the files' contents, :mod:`.cache`); predict
+with :class:`braintumor.inference.Predictor` (the card's temperature), in one pass that also
+gives the pooled features the overlap check compares; drop images that overlap the model's
+training images (:mod:`.overlap`) or are of another modality (the predictor's ``modality``
+column, else :func:`.modality.modality_check`); report the rest at the card's decision threshold with
 group-bootstrap intervals, within-group AUC and strata (:mod:`.analysis`). Nothing is fitted
 on the external images: no threshold, no temperature, no recalibration.
 
@@ -26,7 +27,7 @@ from ..errors import BrainTumorError
 from ..inference import Predictor
 from ..models.modelcard import training_schedule
 from ..study import Split
-from . import analysis, overlap
+from . import analysis, cache, overlap
 from .inputs import ExternalSet, load_external
 from .modality import model_modality, modality_check
 
@@ -67,13 +68,25 @@ def operating_point(card: dict, run_dir: Path) -> dict | None:
     return chosen
 
 
-def predict_images(predictor: Predictor, images: np.ndarray) -> pd.DataFrame:
-    """``p_<class>`` per image (plus ``modality`` / ``in_distribution`` when the predictor
-    gives them) from :meth:`Predictor.predict_arrays`."""
-    out = predictor.predict_arrays(images)
-    if isinstance(out, pd.DataFrame):
-        return out.reset_index(drop=True)
-    return pd.DataFrame(np.asarray(out), columns=[f"p_{c}" for c in predictor.card["classes"]])
+PREDICT_BATCH = 32  # the batch size of Predictor.predict_arrays, which evaluate-external used to call
+
+
+def predict_images(predictor: Predictor, images: np.ndarray) -> tuple[pd.DataFrame, np.ndarray]:
+    """``p_<class>`` per image and the model's pooled features, from one pass over the network
+    (:meth:`Predictor.logits_and_features`).
+
+    The probabilities are those of :meth:`Predictor.predict_arrays` (the same logits layer,
+    batch size and temperature calibration, :func:`braintumor.inference.probabilities_from_logits`)
+    and the features those of :func:`braintumor.models.classifier.feature_model` (the same
+    ``pool`` layer), so the overlap check needs no second pass; ``tests/test_external.py``
+    checks both are equal bit for bit. Should ``predict_arrays`` ever give more than
+    probabilities (a ``modality`` column), that test fails and this must follow it.
+    """
+    from ..inference import probabilities_from_logits
+
+    logits, pooled = predictor.logits_and_features(images, batch_size=PREDICT_BATCH)
+    probs = probabilities_from_logits(logits, predictor.temperature, predictor.binary)
+    return pd.DataFrame(np.asarray(probs), columns=[f"p_{c}" for c in predictor.card["classes"]]), pooled
 
 
 def _training_reference(config: Config, card: dict) -> tuple[pd.DataFrame, Split]:
@@ -95,8 +108,13 @@ def _training_reference(config: Config, card: dict) -> tuple[pd.DataFrame, Split
 
 
 def check_overlap(predictor: Predictor, images: np.ndarray, ext: ExternalSet, config: Config,
-                  opts: Options) -> tuple[pd.DataFrame, dict]:
-    """pHash and feature nearest neighbours of every external image among the training images."""
+                  opts: Options, ext_features: np.ndarray | None = None,
+                  shas: list[str] | None = None) -> tuple[pd.DataFrame, dict]:
+    """pHash and feature nearest neighbours of every external image among the training images.
+
+    ``ext_features``: the model's pooled features of ``images`` if already computed
+    (:func:`predict_images`, at batch size ``config.batch_size``); ``shas``: the files'
+    SHA-256s, to cache their pHashes (:func:`.cache.phashes`)."""
     from ..models.classifier import extract_features, feature_model
 
     card = predictor.card
@@ -110,8 +128,11 @@ def check_overlap(predictor: Predictor, images: np.ndarray, ext: ExternalSet, co
                                                used.rows["sha256"])
     if opts.similarity is not None:
         calibration.update(threshold=float(opts.similarity), source="--dup-similarity")
-    hashes = overlap.phashes(list(ext.rows["file"]), opts.workers, opts.progress)
-    ext_feats = extract_features(features, images, config.batch_size, progress=opts.progress)
+    files = list(ext.rows["file"])
+    hashes = (overlap.phashes(files, opts.workers, opts.progress) if shas is None
+              else cache.phashes(files, shas, config, opts.workers, opts.progress))
+    ext_feats = (extract_features(features, images, config.batch_size, progress=opts.progress)
+                 if ext_features is None else ext_features)
     table = overlap.near_duplicates(hashes, ext_feats, ref, train_feats, used.rows, calibration["threshold"])
     info = {"phash_max_distance": overlap.PHASH_MAX_DISTANCE, "phash_reference_images": int(len(ref)),
             "feature_reference_images": int(len(used.rows)), "feature_similarity": calibration,
@@ -179,8 +200,6 @@ def _model_info(predictor: Predictor, chosen: dict | None) -> dict:
 
 def evaluate_external(run_dir: str | Path, data: str | Path, opts: Options, config: Config | None = None) -> dict:
     """Evaluate ``run_dir`` on the external set ``data``; write and return the report."""
-    from ..pipeline import prepare_arrays
-
     config = config or Config()
     run_dir = Path(run_dir)
     predictor = Predictor.load(run_dir)
@@ -188,14 +207,18 @@ def evaluate_external(run_dir: str | Path, data: str | Path, opts: Options, conf
     chosen = operating_point(card, run_dir)
     strata = list(analysis.parse_strata(opts.strata))
     ext = load_external(data, card["classes"], opts.label_map, opts.group_col, strata, opts.label_col)
-    images = prepare_arrays(list(ext.rows["file"]), int(card["image_size"]), card["preprocess"],
-                            workers=opts.workers, progress=opts.progress)
-    probs = predict_images(predictor, images)
+    files = list(ext.rows["file"])
+    shas = cache.file_hashes(files)  # the key of every cache of model-independent results
+    images = cache.prepared_images(files, shas, int(card["image_size"]), card["preprocess"], config,
+                                   workers=opts.workers, progress=opts.progress)
+    probs, pooled = predict_images(predictor, images)
     source = "predictor"
     if "modality" not in probs:
-        probs = probs.join(modality_check(images, card, config, opts.progress))
+        probs = probs.join(modality_check(images, card, config, opts.progress, shas=shas))
         source = "modality_check (frozen-feature logistic regression, Kaggle train split CT vs MRI)"
-    dup, dup_info = check_overlap(predictor, images, ext, config, opts)
+    # the pooled features of the pass above, unless the overlap check is to batch differently
+    ext_features = pooled if config.batch_size == PREDICT_BATCH else None
+    dup, dup_info = check_overlap(predictor, images, ext, config, opts, ext_features, shas)
     keep, excl = exclusions(probs, dup, ext, card, source)
     excl["overlap_check"] = dup_info
     out = report_dir(config, opts.name, run_dir)
