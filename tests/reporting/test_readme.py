@@ -112,12 +112,12 @@ def test_performance_section_renders_full_reports_and_ignores_smoke_ones(tmp_pat
     assert "No benchmark reports" in bench_readme.performance_section(tmp_path / "empty")
 
 
-def _external_report(reports, name, quick=False, low=0.42):
-    out = reports / "external" / name / "20260101-000000-efficientnet_lite0"
+def _external_report(reports, name, quick=False, low=0.42, run_id="20260101-000000-efficientnet_lite0"):
+    out = reports / "external" / name / run_id
     out.mkdir(parents=True)
     ci = {"value": 0.5, "low": low, "high": 0.58}
     report = {"set": name, "model": {"task": "mri", "preprocess": "crop-mask", "recipe": "none", "quick": quick,
-                                     "run_id": "20260101-000000-efficientnet_lite0"},
+                                     "run_id": run_id},
               "exclusions": {"n_kept": 890, "overlap": {"tumor": 9, "healthy": 3}, "modality": {"excluded": {"healthy": 2}}},
               "test": {"metrics": {"roc_auc": ci, "sensitivity": ci, "specificity": ci}},
               "within_group_auc": {"n_groups": 55, "median": 0.42, "mean": ci}}
@@ -135,6 +135,9 @@ def test_external_table_rows_paragraph_and_readme_block(tmp_path):
     assert "| lgg-flair-a | mri, crop-mask, 20260101-000000-efficientnet_lite0 | 890 (12 / 2) |" in text
     assert "0.420, 0.500 [0.420, 0.580] (n=55)" in text and "smoke" not in text
     assert "same scans of the same patients" in text and "coin toss" in text
+    _external_report(reports, "lgg-flair-a", run_id="study-main-s1-0123abcd")  # pooled by study report
+    text = external_table(reports)
+    assert "study-main" not in text and "its 1 external reports are pooled" in text
     readme = tmp_path / "README.md"
     readme.write_text("<!-- results:start -->\n<!-- results:end -->\n<!-- external:start -->\nold\n<!-- external:end -->\n")
     assert update_readme(readme, reports) is True and "lgg-flair-a" in readme.read_text()

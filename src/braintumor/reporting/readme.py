@@ -139,8 +139,11 @@ def external_table(reports_path: str | Path) -> str:
     plus a plain-language paragraph per same-scan set (one whose groups hold both classes)."""
     reports = [json.loads(p.read_text()) for p in sorted(Path(reports_path).glob("external/*/*/metrics.json"))]
     reports = [r for r in reports if not r["model"].get("quick")]
+    # Study runs are pooled over seeds by `braintumor study report` (README's study block).
+    in_study = sum(str(r["model"].get("run_id", "")).startswith("study-") for r in reports)
+    reports = [r for r in reports if not str(r["model"].get("run_id", "")).startswith("study-")]
     if not reports:
-        return "_No external evaluations yet: run `braintumor evaluate-external`._"
+        return "_No external evaluations outside the study yet: run `braintumor evaluate-external`._"
     headers = ["set", "model (task, preprocessing, run)", "images kept (excluded: overlap / modality)",
                "AUC", "sensitivity", "specificity", "within-patient AUC: median, mean [CI] (patients)"]
     text = markdown_table(headers, [_external_row(r) for r in reports])
@@ -149,7 +152,9 @@ def external_table(reports_path: str | Path) -> str:
     by_set: dict[str, list[dict]] = {}
     for r in same_scan:
         by_set.setdefault(r["set"], []).append(r)
-    return "\n\n".join([text] + [same_scan_paragraph(rs) for rs in by_set.values()])
+    note = (f"Single runs outside the matched study; its {in_study} external reports are pooled over seeds "
+            "in the study tables above." if in_study else "")
+    return "\n\n".join([text] + [same_scan_paragraph(rs) for rs in by_set.values()] + ([note] if note else []))
 
 
 def update_readme(readme: str | Path, reports_path: str | Path) -> bool:
