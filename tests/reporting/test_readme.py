@@ -141,3 +141,16 @@ def test_external_table_rows_paragraph_and_readme_block(tmp_path):
     readme = tmp_path / "README.md"
     readme.write_text("<!-- results:start -->\n<!-- results:end -->\n<!-- external:start -->\nold\n<!-- external:end -->\n")
     assert update_readme(readme, reports) is True and "lgg-flair-a" in readme.read_text()
+
+
+def test_degenerate_bootstrap_interval_is_replaced_by_wilson():
+    from braintumor.reporting.readme import edge_safe_ci
+
+    test = {"metrics": {"sensitivity": {"value": 1.0, "low": 1.0, "high": 1.0},
+                        "specificity": {"value": 0.98, "low": 0.96, "high": 0.99}},
+            "confusion_matrix": {"tn": 296, "fp": 4, "fn": 0, "tp": 449}}
+    cell, used = edge_safe_ci(test, "sensitivity")
+    assert used and cell.endswith("ᵂ") and cell.startswith("1.000 [0.99") and "1.000]" in cell
+    assert edge_safe_ci(test, "specificity") == ("0.980 [0.960, 0.990]", False)
+    test["proportion_intervals"] = {"sensitivity": {"low": 0.5, "high": 1.0}}  # the report's own Wilson wins
+    assert edge_safe_ci(test, "sensitivity")[0] == "1.000 [0.500, 1.000]ᵂ"

@@ -30,10 +30,37 @@ def _preparation(report: dict) -> str:
     return report["preprocess"] + ("" if recipe == "none" else f" + {recipe}")
 
 
+WILSON_MARK = "ᵂ"
+COUNTS = {"accuracy": (("tp", "tn"), ("tp", "tn", "fp", "fn")), "sensitivity": (("tp",), ("tp", "fn")),
+          "specificity": (("tn",), ("tn", "fp"))}
+
+
+def edge_safe_ci(test: dict, name: str) -> tuple[str, bool]:
+    """A metric's cell: its bootstrap interval, or — when every resample gave the same value
+    (e.g. sensitivity 1.000 [1.000, 1.000]) — the Wilson interval from the report's
+    ``proportion_intervals`` or its confusion matrix, marked ᵂ. Returns (cell, used Wilson)."""
+    from ..metrics.intervals import wilson_interval
+
+    e = test["metrics"].get(name)
+    if not e:
+        return "—", False
+    if e["low"] is None or e["high"] is None or e["high"] > e["low"]:
+        return format_ci(e["value"], e["low"], e["high"]), False
+    wilson = (test.get("proportion_intervals") or {}).get(name)
+    cm = test.get("confusion_matrix")
+    if not (wilson and wilson.get("low") is not None) and isinstance(cm, dict) and name in COUNTS:
+        k, n = (sum(cm[c] for c in cs) for cs in COUNTS[name])
+        low, high = wilson_interval(k, n)
+        wilson = {"low": low, "high": high}
+    if not wilson or wilson.get("low") is None:
+        return format_ci(e["value"], e["low"], e["high"]), False
+    return format_ci(e["value"], wilson["low"], wilson["high"]) + WILSON_MARK, True
+
+
 def results_table(reports_path: str | Path, models_path: str | Path | None = None) -> str:
     """A Markdown table of every ``reports/*/metrics.json`` (test split, 95% group-bootstrap CIs)."""
     models_path = Path(models_path) if models_path else Path(reports_path).parent / "models"
-    rows = []
+    rows, wilson_used = [], False
     for path in sorted(Path(reports_path).glob("*/metrics.json")):
         r = json.loads(path.read_text())
         if r.get("quick"):
@@ -41,8 +68,10 @@ def results_table(reports_path: str | Path, models_path: str | Path | None = Non
         m = r["test"]["metrics"]
 
         def ci(name: str) -> str:
-            e = m.get(name)
-            return format_ci(e["value"], e["low"], e["high"]) if e else "—"
+            nonlocal wilson_used
+            cell, used = edge_safe_ci(r["test"], name)
+            wilson_used |= used
+            return cell
 
         thr = r["threshold"]["threshold"] if r.get("threshold") else None
         rows.append(
@@ -55,7 +84,9 @@ def results_table(reports_path: str | Path, models_path: str | Path | None = Non
     header = ("| task | preprocessing | backbone | training | test images (groups) | accuracy | "
               "sensitivity | specificity | AUC | ECE raw → calibrated | threshold |\n"
               "|---|---|---|---|---|---|---|---|---|---|---|")
-    return "\n".join([header, *rows]) if rows else "_No evaluated runs yet._"
+    note = (f"\n\n{WILSON_MARK} Wilson interval: every duplicate-group bootstrap resample gave the same value, "
+            "so the bootstrap interval would be degenerate." if wilson_used else "")
+    return "\n".join([header, *rows]) + note if rows else "_No evaluated runs yet._"
 
 
 def replace_block(text: str, name: str, content: str, where: str = "README.md") -> str:
