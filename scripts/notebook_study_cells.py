@@ -1,0 +1,51 @@
+"""Insert (or refresh) the notebook's matched-study cells (section 7), with outputs computed from the
+committed reports (the same way sections 10-12 read them)."""
+import json, sys, uuid
+from pathlib import Path
+
+import nbformat
+
+ROOT = Path(__file__).resolve().parents[1]
+MARK = "<!-- study-cells -->"
+md = MARK + """
+### The matched study
+
+The runs above were trained once each, on the notebook's own schedule. The project's numbers come
+from the **matched study** (`studies/main.toml`, `make study`): every task × {none, crop-mask}, plus
+training recipes against source shortcuts, × 3 seeds on one schedule (head, then 2 fine-tuning
+epochs; the better phase on validation is kept), each run evaluated on the Kaggle test split and,
+for MRI, on the external sets of section 10. `braintumor study run` is resumable and runs in
+sessions; the tables show what has finished (mean ± sd over seeds, pooled 95% interval), then the
+paired comparisons the study file declares."""
+code = """import json
+from IPython.display import Markdown
+from braintumor.config import project_root
+from braintumor.studies.report import markdown as study_markdown
+
+study_dir = project_root() / "reports" / "studies" / "main"  # committed, also in QUICK mode
+display(Markdown(study_markdown(json.loads((study_dir / "summary.json").read_text()))))
+if (study_dir / "comparisons.md").is_file():
+    display(Markdown((study_dir / "comparisons.md").read_text().split("\\n", 2)[2]))"""
+
+nb = nbformat.read(ROOT / "notebook.ipynb", as_version=4)
+cells = nb.cells
+at = next((i for i, c in enumerate(cells) if c.cell_type == "markdown" and c.source.startswith(MARK)), None)
+if at is None:  # after the results table of section 7 (the cell that calls results_table)
+    at = next(i for i, c in enumerate(cells) if "results_table(" in c.source) + 1
+    cells[at:at] = [nbformat.v4.new_markdown_cell(md), nbformat.v4.new_code_cell(code)]
+else:
+    cells[at].source, cells[at + 1].source = md, code
+
+# Outputs: run the cell's code here and record what it displays.
+sys.path.insert(0, str(ROOT / "src"))
+from braintumor.studies.report import markdown as study_markdown
+study_dir = ROOT / "reports" / "studies" / "main"
+outs = [nbformat.v4.new_output("display_data", data={"text/markdown": study_markdown(json.loads((study_dir / "summary.json").read_text())), "text/plain": "<IPython.core.display.Markdown object>"})]
+if (study_dir / "comparisons.md").is_file():
+    outs.append(nbformat.v4.new_output("display_data", data={"text/markdown": (study_dir / "comparisons.md").read_text().split("\n", 2)[2], "text/plain": "<IPython.core.display.Markdown object>"}))
+cells[at + 1].outputs = outs
+cells[at + 1].execution_count = None
+for c in cells[at:at + 2]:
+    c.id = c.get("id") or uuid.uuid4().hex[:8]
+nbformat.write(nb, ROOT / "notebook.ipynb")
+print("study cells at", at)
