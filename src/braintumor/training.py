@@ -46,18 +46,29 @@ class TrainingData:
     train: Split
     val: Split
     synthetic: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+    # A recipe's choice of real rows per split (positions, may repeat: source balancing);
+    # a split without one uses all its rows once.
+    selection: dict[str, np.ndarray] = field(default_factory=dict)
 
     @property
     def task(self) -> Task:
         return self.train.task
 
+    def real(self, split: str) -> tuple[np.ndarray, np.ndarray]:
+        """``(images, y)`` of the real rows of ``split`` the recipe selected."""
+        s = getattr(self, split)
+        if split not in self.selection:
+            return s.images, s.y
+        idx = self.selection[split]
+        return s.images[idx], s.y[idx]
+
     def arrays(self, split: str) -> tuple[np.ndarray, np.ndarray]:
-        """``(images, y)`` of ``split`` with the recipe's synthetic images appended."""
-        real = getattr(self, split)
+        """``(images, y)`` of ``split``: the selected real rows, then the synthetic images."""
+        images, y = self.real(split)
         if split not in self.synthetic:
-            return real.images, real.y
-        images, y = self.synthetic[split]
-        return np.concatenate([real.images, images]), np.concatenate([real.y, y])
+            return images, y
+        extra, y_extra = self.synthetic[split]
+        return np.concatenate([images, extra]), np.concatenate([y, y_extra])
 
 
 def synthetic_lesions(split: Split, config: Config) -> tuple[np.ndarray, np.ndarray]:
@@ -77,10 +88,21 @@ def load_training_data(config: Config, progress: bool = True) -> TrainingData:
     recipes.check(config.recipe, data.task.binary, data.task.name)
     for module in recipes.modules(config.recipe):
         for name in ("train", "val"):
-            extra = module.synthetic(getattr(data, name), config)
+            split = getattr(data, name)
+            chosen = module.select(split, config) if hasattr(module, "select") else None
+            if chosen is not None:
+                data.selection[name] = _checked_selection(chosen, len(split.rows), module.__name__)
+            extra = module.synthetic(split, config) if hasattr(module, "synthetic") else None
             if extra is not None:
                 data.synthetic[name] = _appended(data.synthetic.get(name), extra)
     return data
+
+
+def _checked_selection(idx, n_rows: int, recipe: str) -> np.ndarray:
+    idx = np.asarray(idx, dtype=np.int64)
+    if idx.ndim != 1 or idx.size == 0 or idx.min() < 0 or idx.max() >= n_rows:
+        raise ValueError(f"{recipe}.select returned positions outside 0..{n_rows - 1} (or none)")
+    return idx
 
 
 def _appended(a: tuple[np.ndarray, np.ndarray] | None, b: tuple[np.ndarray, np.ndarray]):
@@ -172,6 +194,7 @@ class _Run:
     backbone_info: dict = field(default_factory=dict)
     kept_phase: str = "frozen"
     phase_selection: dict = field(default_factory=dict)  # per phase: validation AUC and loss
+    refinements: dict = field(default_factory=dict)  # per recipe with a refine step: what it did
 
 
 FEATURE_CACHE_VERSION = "v1"
@@ -186,7 +209,9 @@ def frozen_features(model, split: Split, config: Config, run: _Run, verbose: int
     """
     if config.weights is None:  # random initialisation differs per seed
         return extract_features(model, split.images, config.batch_size, verbose)
-    ident = json.dumps(run.backbone_info, sort_keys=True, default=str)
+    # The weights' SHA-256, not where the file lies: a moved checkout keeps its cache.
+    ident = json.dumps({k: v for k, v in run.backbone_info.items() if k != "weight_source"},
+                       sort_keys=True, default=str)
     text = "\n".join([*split.rows["sha256"], ident, str(config.image_size), config.preprocess,
                       FEATURE_CACHE_VERSION])
     path = config.cache_path / "features" / f"pooled-{hashlib.sha256(text.encode()).hexdigest()[:20]}.npy"
@@ -200,12 +225,15 @@ def frozen_features(model, split: Split, config: Config, run: _Run, verbose: int
 
 def _features_with_synthetic(model, data: TrainingData, name: str, config: Config, run: _Run,
                              verbose: int) -> tuple[np.ndarray, np.ndarray]:
-    real = frozen_features(model, getattr(data, name), config, run, verbose)
+    split = getattr(data, name)
+    real, y_real = frozen_features(model, split, config, run, verbose), split.y
+    if name in data.selection:  # features are cached for the whole split, then chosen
+        real, y_real = real[data.selection[name]], y_real[data.selection[name]]
     if name not in data.synthetic:
-        return real, getattr(data, name).y
+        return real, y_real
     images, y = data.synthetic[name]
     synthetic = extract_features(model, images, config.batch_size, verbose)
-    return np.concatenate([real, synthetic]), np.concatenate([getattr(data, name).y, y])
+    return np.concatenate([real, synthetic]), np.concatenate([y_real, y])
 
 
 def _phase1(model, data: TrainingData, config: Config, run: _Run, verbose: int) -> None:
@@ -285,6 +313,14 @@ def finetune_is_better(frozen: dict, finetune: dict) -> bool:
     return abs(b - a) <= 1e-6 and finetune["val_loss"] < frozen["val_loss"]
 
 
+def _refine(model, data: TrainingData, config: Config, run: _Run, verbose: int) -> None:
+    """A recipe's last step on the selected model (e.g. refitting the head on data where the
+    shortcut does not hold); what it did goes into the card."""
+    for name, module in zip(recipes.parts(config.recipe), recipes.modules(config.recipe)):
+        if hasattr(module, "refine"):
+            run.refinements[name] = module.refine(model, data, config, verbose) or {}
+
+
 def _predict_val(model, data: TrainingData, n_classes: int, config: Config) -> tuple[np.ndarray, np.ndarray]:
     """``(y, probabilities)`` on the validation images the phases were selected on (with
     the recipe's synthetic ones, as early stopping saw them)."""
@@ -330,6 +366,7 @@ def train(config: Config, data: TrainingData | None = None, verbose: int = 1,
             if verbose:
                 print("fine-tuning did not beat the head on validation: keeping the head-only model")
     (run_dir / "checkpoint.keras").unlink(missing_ok=True)  # the final model is the best one
+    _refine(model, data, config, run, verbose)
 
     val_ds = make_dataset(data.val.images, data.val.y, n_classes, config.batch_size, training=False, seed=0)
     probs = model.predict(val_ds.map(images_only), verbose=0)
@@ -391,6 +428,9 @@ def model_card(config: Config, data: TrainingData, run: _Run, run_id: str, histo
             "n_train": int(len(y_train)), "n_val": int(len(data.val.y)),
             "class_counts_train": {c: int((y_train == i).sum()) for i, c in enumerate(task.classes)},
             "synthetic_images": n_synthetic,
+            # Real rows a recipe chose (source balancing repeats some, drops others).
+            "selected_real_images": {name: int(len(idx)) for name, idx in data.selection.items()},
+            "recipe_steps": {"description": recipes.describe(config.recipe), "refine": run.refinements},
             "timing": _timing(run, len(y_train) + n_synthetic["train"], len(data.val.y) + n_synthetic["val"],
                               epochs_run["finetune"]),
             "history_file": modelcard.HISTORY_NAME,

@@ -5,7 +5,16 @@ A recipe is one module in this package (``lesions.py`` is the recipe ``lesions``
 * ``DESCRIPTION``: one line for ``--help`` and the model card;
 * ``BINARY_ONLY``: whether it needs a healthy/tumour task;
 * ``synthetic(split, config)``: extra ``(images, y)`` for the train or val split, or ``None``;
-* ``augmentation(seed)``: extra Keras layers for phase 2's augmentation (may be empty).
+* ``augmentation(seed)``: extra Keras layers for phase 2's augmentation (may be empty);
+
+and optionally:
+
+* ``select(split, config)``: positions of the split's real rows to train on (repeats allowed:
+  source-balanced sampling), or ``None`` for all; one recipe of a combination at most;
+* ``refine(model, data, config, verbose)``: a last step on the selected model (e.g. refit
+  the head on data where the shortcut does not hold); returns a note for the model card;
+* ``DEPENDS``: package files (relative to ``braintumor/``) the recipe imports whose code
+  also decides its result, so the study counts them in the run's code fingerprint.
 
 Recipes combine with ``+`` (``lesions+acquisition``). One file per recipe on purpose:
 a study keys each finished run by the code it ran (:func:`braintumor.studies.spec.code_fingerprint`
@@ -45,6 +54,15 @@ def check(recipe: str, binary_task: bool, task_name: str = "") -> None:
     for name, module in zip(parts(recipe), modules(recipe)):
         if module.BINARY_ONLY and not binary_task:
             raise ValueError(f"recipe {name!r} needs a healthy/tumour task, not {task_name!r}")
+    selecting = [n for n, m in zip(parts(recipe), modules(recipe)) if hasattr(m, "select")]
+    if len(selecting) > 1:
+        raise ValueError(f"recipes {' and '.join(selecting)} both choose the training rows; "
+                         "combine at most one of them")
+
+
+def depends(recipe: str) -> list[str]:
+    """Package files (besides their own modules) the run's recipes declare they depend on."""
+    return sorted({path for m in modules(recipe) for path in getattr(m, "DEPENDS", ())})
 
 
 def describe(recipe: str) -> str:

@@ -62,10 +62,13 @@ def code_fingerprint(recipe: str = "none", package_dir: Path | None = None) -> s
 
     package_dir = package_dir or Path(__file__).resolve().parents[1]
     own = {f"{RECIPES_DIR}__init__.py"} | {f"{RECIPES_DIR}{name}.py" for name in recipes.parts(recipe)}
+    declared = set(recipes.depends(recipe))  # e.g. audit/sources.py for the source recipes
     h = hashlib.sha256()
     for path in sorted(package_dir.rglob("*.py")):
         rel = path.relative_to(package_dir).as_posix()
-        if any(rel.startswith(skip) if skip.endswith("/") else rel == skip for skip in NOT_RESULT_AFFECTING):
+        skipped = any(rel.startswith(skip) if skip.endswith("/") else rel == skip
+                      for skip in NOT_RESULT_AFFECTING)
+        if skipped and rel not in declared:
             continue
         if rel.startswith(RECIPES_DIR) and rel not in own:
             continue
