@@ -70,7 +70,7 @@ def code_fingerprint(recipe: str = "none", package_dir: Path | None = None) -> s
                       for skip in NOT_RESULT_AFFECTING)
         if skipped and rel not in declared:
             continue
-        if rel.startswith(RECIPES_DIR) and rel not in own:
+        if rel.startswith(RECIPES_DIR) and rel not in own | declared:
             continue
         h.update(rel.encode() + b"\0" + path.read_bytes() + b"\0")
     return h.hexdigest()[:12]
