@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from braintumor.lesions import add_lesion, brain_mask, synthesize
+from braintumor.lesions import add_lesion, brain_mask, random_region, synthesize
 
 
 def _slice(size: int = 224, seed: int = 0) -> np.ndarray:
@@ -17,6 +17,21 @@ def _slice(size: int = 224, seed: int = 0) -> np.ndarray:
     head = ((yy - size / 2) / (0.42 * size)) ** 2 + ((xx - size / 2) / (0.36 * size)) ** 2 < 1
     grey = np.where(head, 110 + rng.normal(0, 8, (size, size)), 0)
     return np.repeat(np.clip(grey, 0, 255).astype(np.uint8)[..., None], 3, axis=2)
+
+
+def test_random_region_lies_in_the_brain_and_refuses_a_black_slice():
+    grey = _slice().astype(np.float32).mean(axis=2)
+    inside = brain_mask(grey)
+    for seed in range(10):
+        region = random_region(grey, np.random.default_rng(seed))
+        assert region.weight.shape == grey.shape and region.weight.dtype == np.float32
+        assert region.weight[~inside].max() == 0 and 0.2 <= region.weight.max() <= 1
+        assert region.shape.dtype == bool and region.shape.any()
+        assert np.array_equal(region.mask, inside) and region.radius > 0
+    assert random_region(grey, np.random.default_rng(0), radius_px=(20.0, 20.0)).radius == 20.0
+    half = grey[::2, ::2]  # the radius range is given at 224 px and scales with the slice
+    assert random_region(half, np.random.default_rng(0), radius_px=(20.0, 20.0)).radius == 10.0
+    assert random_region(np.zeros((224, 224), np.float32), np.random.default_rng(0)) is None
 
 
 def test_lesion_changes_only_pixels_inside_the_brain():

@@ -11,6 +11,8 @@ patch interpolation, Tan et al. 2022; lesion synthesis for shortcut-robust train
 """
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 from scipy import ndimage as ndi
 
@@ -45,21 +47,48 @@ def _blob(rng: np.random.Generator, shape, centre, radius: float) -> np.ndarray:
     return (u * u + v * v) + 0.35 * _smooth_noise(rng, shape, radius / 3) < 1
 
 
-def add_lesion(rgb: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray] | None:
-    """``(image with a lesion, lesion weight map)`` for a grey ``uint8 (H, W, 3)`` slice,
-    or None when the slice holds too little brain for one."""
-    grey = rgb.astype(np.float32).mean(axis=2)
-    mask = brain_mask(grey, erosion=max(2, round(8 * grey.shape[0] / 224)))
+class Region(NamedTuple):
+    """A random lesion-shaped region of a slice (see :func:`random_region`)."""
+
+    weight: np.ndarray  # float32 (H, W) in [0, 1]: the smoothed region, zero outside ``mask``
+    shape: np.ndarray  # bool (H, W): the sharp irregular blob before smoothing
+    mask: np.ndarray  # bool (H, W): the eroded brain mask the region was placed in
+    radius: float  # the blob's radius in pixels (already scaled with the image)
+
+
+def random_region(grey: np.ndarray, rng: np.random.Generator,
+                  radius_px: tuple[float, float] = RADIUS_PX) -> Region | None:
+    """An irregular region centred on a random brain pixel of a float (H, W) slice, or None
+    when the slice holds too little brain or the region barely reaches into it.
+
+    Shared by every recipe that alters a local patch of tissue (``lesions``, ``patches``,
+    ``nsa``) so they place regions alike. ``radius_px`` is the radius range at 224 px and
+    scales with the image. Draws from ``rng`` in a fixed order (centre, radius, blob,
+    smoothing) — changing it changes every seeded synthetic image.
+    """
+    scale = grey.shape[0] / 224
+    mask = brain_mask(grey, erosion=max(2, round(8 * scale)))
     if mask.sum() < MIN_BRAIN_PIXELS * (grey.size / 224 ** 2):
         return None
-    scale = grey.shape[0] / 224
     ys, xs = np.nonzero(mask)
     pick = rng.integers(ys.size)
-    radius = rng.uniform(*RADIUS_PX) * scale
+    radius = rng.uniform(*radius_px) * scale
     shape = _blob(rng, grey.shape, (ys[pick], xs[pick]), radius)
     weight = ndi.gaussian_filter(shape.astype(np.float32), rng.uniform(1, 3) * scale) * mask
     if weight.max() < 0.2:
         return None
+    return Region(weight, shape, mask, radius)
+
+
+def add_lesion(rgb: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray] | None:
+    """``(image with a lesion, lesion weight map)`` for a grey ``uint8 (H, W, 3)`` slice,
+    or None when the slice holds too little brain for one."""
+    grey = rgb.astype(np.float32).mean(axis=2)
+    region = random_region(grey, rng)
+    if region is None:
+        return None
+    weight, shape, mask, radius = region
+    scale = grey.shape[0] / 224
     lo, hi = np.percentile(grey[mask], [5, 99])
     kind = rng.choice(KINDS, p=KIND_WEIGHTS)
     texture = 1 + 0.25 * _smooth_noise(rng, grey.shape, 1.5 * scale)

@@ -10,7 +10,6 @@ cue of the target image. Applied to validation too, as ``lesions`` is.
 from __future__ import annotations
 
 import numpy as np
-from scipy import ndimage as ndi
 
 DESCRIPTION = ("copies of healthy images with a region blended from another healthy image "
                "(foreign patch interpolation), labelled tumour")
@@ -22,20 +21,13 @@ ALPHA = (0.35, 1.0)  # interpolation weight of the foreign pixels at the region'
 def patch(target: np.ndarray, donor: np.ndarray, rng: np.random.Generator) -> np.ndarray | None:
     """``target`` (uint8 H×W×3 grey) with a region blended from ``donor``, or None when the
     target holds too little brain."""
-    from ..lesions import MIN_BRAIN_PIXELS, _blob, brain_mask
+    from ..lesions import random_region
 
     grey = target.astype(np.float32).mean(axis=2)
-    scale = grey.shape[0] / 224
-    mask = brain_mask(grey, erosion=max(2, round(8 * scale)))
-    if mask.sum() < MIN_BRAIN_PIXELS * (grey.size / 224 ** 2):
+    region = random_region(grey, rng, RADIUS_PX)
+    if region is None:
         return None
-    ys, xs = np.nonzero(mask)
-    pick = rng.integers(ys.size)
-    radius = rng.uniform(*RADIUS_PX) * scale
-    region = _blob(rng, grey.shape, (ys[pick], xs[pick]), radius)
-    weight = ndi.gaussian_filter(region.astype(np.float32), rng.uniform(1, 3) * scale) * mask
-    if weight.max() < 0.2:
-        return None
+    weight = region.weight
     # The donor's pixels from elsewhere in its head: shifted so the pasted tissue is not the
     # anatomy that belongs at this place.
     shift = rng.integers(-grey.shape[0] // 4, grey.shape[0] // 4 + 1, size=2)
