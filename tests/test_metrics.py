@@ -439,7 +439,7 @@ def test_evaluate_binary_is_strict_json():
     # a degenerate subgroup (healthy only) reports undefined metrics as null
     healthy = y == 0
     degenerate = evaluate_binary(y[healthy], p[healthy], groups[healthy], 0.5, n_resamples=20)
-    assert degenerate["metrics"]["roc_auc"] == {"value": None, "low": None, "high": None}
+    assert degenerate["metrics"]["roc_auc"] == {"value": None, "low": None, "high": None, "interval": "bootstrap"}
     json.dumps(degenerate, allow_nan=False)
 
 
@@ -472,3 +472,4 @@ def test_format_ci():
     assert format_ci(0.95312, 0.9411, 0.96549) == "0.953 [0.941, 0.965]"
     assert format_ci(0.95312, 0.9411, 0.96549, digits=1, percent=True) == "95.3% [94.1%, 96.5%]"
     assert format_ci(**{"value": 0.5, "low": None, "high": float("nan")}, digits=2) == "0.50 [n/a, n/a]"
+    assert format_ci(**{"value": 1.0, "low": 0.93, "high": 1.0, "interval": "wilson"}) == "1.000 [0.930, 1.000]"

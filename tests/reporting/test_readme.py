@@ -149,8 +149,51 @@ def test_degenerate_bootstrap_interval_is_replaced_by_wilson():
     test = {"metrics": {"sensitivity": {"value": 1.0, "low": 1.0, "high": 1.0},
                         "specificity": {"value": 0.98, "low": 0.96, "high": 0.99}},
             "confusion_matrix": {"tn": 296, "fp": 4, "fn": 0, "tp": 449}}
-    cell, used = edge_safe_ci(test, "sensitivity")
-    assert used and cell.endswith("ᵂ") and cell.startswith("1.000 [0.99") and "1.000]" in cell
-    assert edge_safe_ci(test, "specificity") == ("0.980 [0.960, 0.990]", False)
+    cell, mark = edge_safe_ci(test, "sensitivity")
+    assert mark == "ᵂ" and cell.endswith("ᵂ") and cell.startswith("1.000 [0.99") and "1.000]" in cell
+    assert edge_safe_ci(test, "specificity") == ("0.980 [0.960, 0.990]", "")
     test["proportion_intervals"] = {"sensitivity": {"low": 0.5, "high": 1.0}}  # the report's own Wilson wins
     assert edge_safe_ci(test, "sensitivity")[0] == "1.000 [0.500, 1.000]ᵂ"
+
+
+def test_cells_follow_the_interval_recorded_in_the_report(tmp_path):
+    from braintumor.metrics import evaluate_binary
+    from braintumor.reporting.readme import edge_safe_ci
+
+    y = np.r_[np.ones(60, int), np.zeros(40, int)]
+    p = np.where(y == 1, 0.9, 0.1) + np.linspace(-0.05, 0.05, 100)
+    test = evaluate_binary(y, p, np.arange(100) // 2, threshold=0.5, n_resamples=100)
+    sens = test["metrics"]["sensitivity"]
+    assert edge_safe_ci(test, "sensitivity") == (f"1.000 [{sens['low']:.3f}, 1.000]ᵂ", "ᵂ")
+    cell, mark = edge_safe_ci(test, "roc_auc")
+    assert mark == "ᴬ" and cell.startswith("1.000 [0.") and test["metrics"]["roc_auc"]["low"] < 1
+    test["metrics"]["sensitivity"] = {**sens, "low": 0.5}  # the recorded interval is shown, not recomputed
+    assert edge_safe_ci(test, "sensitivity")[0] == "1.000 [0.500, 1.000]ᵂ"
+    test["metrics"]["specificity"] = {"value": 0.9, "low": 0.9, "high": 0.9, "interval": "bootstrap-degenerate"}
+    assert edge_safe_ci(test, "specificity") == ("0.900 [0.900, 0.900]ᴰ", "ᴰ")
+    test["metrics"]["accuracy"] = {"value": 0.9, "low": 0.85, "high": 0.95, "interval": "bootstrap"}
+    assert edge_safe_ci(test, "accuracy") == ("0.900 [0.850, 0.950]", "")
+
+    report = {**metrics_report(), "test": {**test, "n_images": 100, "n_groups": 50}}
+    write(tmp_path / "reports" / "ct" / "metrics.json", report)
+    table = results_table(tmp_path / "reports")
+    assert "ᵂ Wilson interval" in table and "ᴬ AUC at the edge" in table and "ᴰ Degenerate" in table
+    assert "ᵂ Wilson" not in results_table_of(tmp_path / "plain", metrics_report())
+
+
+def results_table_of(reports: Path, report: dict) -> str:
+    write(reports / "ct" / "metrics.json", report)
+    return results_table(reports)
+
+
+def test_external_cells_are_marked_by_their_recorded_interval(tmp_path):
+    from braintumor.reporting.readme import external_table
+
+    reports = tmp_path / "reports"
+    _external_report(reports, "sartaj")
+    path = reports / "external" / "sartaj" / "20260101-000000-efficientnet_lite0" / "metrics.json"
+    report = json.loads(path.read_text())
+    report["test"]["metrics"]["specificity"] = {"value": 1.0, "low": 0.93, "high": 1.0, "interval": "wilson"}
+    path.write_text(json.dumps(report))
+    text = external_table(reports)
+    assert "1.000 [0.930, 1.000]ᵂ" in text and "ᵂ Wilson interval" in text

@@ -11,10 +11,12 @@ import numpy as np
 from .bootstrap import BinaryMetricSet, BootstrapResult, MulticlassMetricSet, grouped_bootstrap
 from .calibration import reliability_curve
 from .classification import _PRF, _check_multiclass
+from .edges import binary_edges, hold_edges, multiclass_edges
 from .intervals import binary_proportions, proportion_entry
 
 # Proportions also get a Wilson score interval (images as the unit): unlike the percentile
-# bootstrap it never collapses to [1, 1] when the count is at the edge.
+# bootstrap it never collapses to [1, 1] when the count is at the edge. Headline entries
+# whose bootstrap interval is degenerate take an edge-holding one (metrics.edges).
 PROPORTION_INTERVAL = "wilson"
 
 
@@ -71,8 +73,11 @@ def evaluate_binary(
 
     ``threshold`` is a number or the dict from :func:`choose_threshold` (chosen on
     validation), which is then recorded in the report; it is applied as is.
-    ``metrics`` maps each headline metric to {"value", "low", "high"}; undefined
-    values are None.
+    ``metrics`` maps each headline metric to {"value", "low", "high", "interval"};
+    undefined values are None. ``interval`` says how the interval was made: "bootstrap",
+    or, where the bootstrap interval has zero width (e.g. sensitivity 1.000), an interval
+    that holds at the edges ("wilson", "wilson-mover", "auc-wilson-bound") or
+    "bootstrap-degenerate" when there is none (see :mod:`braintumor.metrics.edges`).
     """
     if isinstance(threshold, Mapping):
         chosen = dict(threshold)
@@ -81,6 +86,8 @@ def evaluate_binary(
     metric_set = BinaryMetricSet(float(chosen["threshold"]), sens_target, n_bins)
     boot = grouped_bootstrap(metric_set, y_true, p, groups, n_resamples, seed, alpha)
     y = np.asarray(y_true)
+    cm = {k: int(boot[k].value) for k in ("tn", "fp", "fn", "tp")}
+    edges = binary_edges(cm, boot["roc_auc"].value, alpha)
     return jsonable({
         "task": "binary",
         "n_images": boot.n_images,
@@ -89,12 +96,11 @@ def evaluate_binary(
         "n_healthy": int((y == 0).sum()),
         "threshold": chosen,
         "sens_target": sens_target,
-        "confusion_matrix": {k: int(boot[k].value) for k in ("tn", "fp", "fn", "tp")},
-        "metrics": _ci_entries(boot, BINARY_HEADLINE),
+        "confusion_matrix": cm,
+        "metrics": hold_edges(_ci_entries(boot, BINARY_HEADLINE), edges),
         "proportion_intervals": {
             "method": f"{PROPORTION_INTERVAL} score interval, images as the unit",
-            **binary_proportions(*(int(boot[k].value) for k in ("tn", "fp", "fn", "tp")),
-                                 method=PROPORTION_INTERVAL, alpha=alpha)},
+            **binary_proportions(*cm.values(), method=PROPORTION_INTERVAL, alpha=alpha)},
         "reliability": reliability_curve(y_true, p, n_bins),
         "bootstrap": _bootstrap_info(boot),
     })
@@ -114,28 +120,36 @@ def evaluate_multiclass(
     """JSON-ready test report for a multi-class task, CIs from the grouped bootstrap.
 
     ``metrics`` holds the headline metrics and ``per_class[name]`` precision, recall,
-    F1 and one-vs-rest AUC, each as {"value", "low", "high"}, plus the support.
+    F1 and one-vs-rest AUC, each as {"value", "low", "high", "interval"}, plus the
+    support; degenerate intervals are handled as in :func:`evaluate_binary`.
     """
     y, q = _check_multiclass(y_true, probs, classes)
     metric_set = MulticlassMetricSet(tuple(classes), n_bins)
     boot = grouped_bootstrap(metric_set, y, q, groups, n_resamples, seed, alpha)
     full = metric_set(y, q)
+    aucs = {name: boot[f"auc/{name}"].value for name in classes}
+    edges = multiclass_edges(full["confusion_matrix"], aucs, classes, alpha)
     return jsonable({
         "task": "multiclass",
         "classes": list(classes),
         "n_images": boot.n_images,
         "n_groups": boot.n_groups,
         "confusion_matrix": full["confusion_matrix"],
-        "metrics": _ci_entries(boot, MULTICLASS_HEADLINE),
+        "metrics": hold_edges(_ci_entries(boot, MULTICLASS_HEADLINE), edges),
         "proportion_intervals": _multiclass_proportions(full["confusion_matrix"], classes, alpha),
         "per_class": {
-            name: {**_ci_entries(boot, [f"{m}/{name}" for m in (*_PRF, "auc")]),
+            name: {**_per_class(boot, name, edges),
                    "support": full[f"support/{name}"]}
             for name in classes
         },
         "reliability": reliability_curve(y, q, n_bins),
         "bootstrap": _bootstrap_info(boot),
     })
+
+
+def _per_class(boot: BootstrapResult, name: str, edges: dict) -> dict:
+    """``{"precision/<name>": entry, ...}`` with edge-holding intervals where degenerate."""
+    return hold_edges(_ci_entries(boot, [f"{m}/{name}" for m in (*_PRF, "auc")]), edges)
 
 
 def _multiclass_proportions(cm, classes: Sequence[str], alpha: float) -> dict:
@@ -164,10 +178,11 @@ def breakdown_by(report_fn: Callable, key, y_true, scores, groups) -> dict:
     return {str(k): report_fn(y[key == k], s[key == k], g[key == k]) for k in np.unique(key)}
 
 
-def format_ci(value, low, high, digits: int = 3, percent: bool = False) -> str:
+def format_ci(value, low, high, digits: int = 3, percent: bool = False, **_entry_keys) -> str:
     """``"0.953 [0.941, 0.965]"``; with ``percent=True`` ``"95.3% [94.1%, 96.5%]"``
     (``digits`` then counts decimals of the percentage). None/NaN print as ``n/a``,
-    so a report entry can be passed as ``format_ci(**report["metrics"]["f1"])``.
+    so a report entry can be passed as ``format_ci(**report["metrics"]["f1"])`` (its other
+    keys, e.g. ``interval``, are ignored).
     """
     scale, unit = (100.0, "%") if percent else (1.0, "")
 

@@ -31,21 +31,43 @@ def _preparation(report: dict) -> str:
 
 
 WILSON_MARK = "ᵂ"
+# How a cell's interval was made (a report entry's "interval" key) -> the mark after the cell.
+INTERVAL_MARKS = {"wilson": WILSON_MARK, "wilson-mover": WILSON_MARK, "wilson-f1-bound": WILSON_MARK,
+                  "auc-wilson-bound": "ᴬ", "bootstrap-degenerate": "ᴰ"}
+MARK_NOTES = {
+    WILSON_MARK: "Wilson interval: every duplicate-group bootstrap resample gave the same value, "
+                 "so the bootstrap interval would be degenerate.",
+    "ᴬ": "AUC at the edge: every bootstrap resample gave the same value, so the interval is the bound "
+         "AUC ≥ sensitivity × specificity from Wilson lower bounds (see `braintumor.metrics.edges`).",
+    "ᴰ": "Degenerate bootstrap interval (every resample gave the same value) and no edge-holding "
+         "interval for this metric.",
+}
 COUNTS = {"accuracy": (("tp", "tn"), ("tp", "tn", "fp", "fn")), "sensitivity": (("tp",), ("tp", "fn")),
           "specificity": (("tn",), ("tn", "fp"))}
 
 
-def edge_safe_ci(test: dict, name: str) -> tuple[str, bool]:
-    """A metric's cell: its bootstrap interval, or — when every resample gave the same value
-    (e.g. sensitivity 1.000 [1.000, 1.000]) — the Wilson interval from the report's
-    ``proportion_intervals`` or its confusion matrix, marked ᵂ. Returns (cell, used Wilson)."""
-    from ..metrics.intervals import wilson_interval
-
+def edge_safe_ci(test: dict, name: str) -> tuple[str, str]:
+    """A metric's cell and its mark ("" for a plain bootstrap interval). The report entry's
+    ``interval`` says how its interval was made (marked per :data:`INTERVAL_MARKS`); reports
+    written before it was recorded fall back to :func:`_legacy_ci`."""
     e = test["metrics"].get(name)
     if not e:
-        return "—", False
+        return "—", ""
+    if "interval" not in e:
+        return _legacy_ci(test, name)
+    mark = INTERVAL_MARKS.get(e["interval"], "")
+    return format_ci(e["value"], e["low"], e["high"]) + mark, mark
+
+
+def _legacy_ci(test: dict, name: str) -> tuple[str, str]:
+    """Older reports: the bootstrap interval, or — when every resample gave the same value
+    (e.g. sensitivity 1.000 [1.000, 1.000]) — the Wilson interval from the report's
+    ``proportion_intervals`` or its confusion matrix, marked ᵂ."""
+    from ..metrics.intervals import wilson_interval
+
+    e = test["metrics"][name]
     if e["low"] is None or e["high"] is None or e["high"] > e["low"]:
-        return format_ci(e["value"], e["low"], e["high"]), False
+        return format_ci(e["value"], e["low"], e["high"]), ""
     wilson = (test.get("proportion_intervals") or {}).get(name)
     cm = test.get("confusion_matrix")
     if not (wilson and wilson.get("low") is not None) and isinstance(cm, dict) and name in COUNTS:
@@ -53,14 +75,19 @@ def edge_safe_ci(test: dict, name: str) -> tuple[str, bool]:
         low, high = wilson_interval(k, n)
         wilson = {"low": low, "high": high}
     if not wilson or wilson.get("low") is None:
-        return format_ci(e["value"], e["low"], e["high"]), False
-    return format_ci(e["value"], wilson["low"], wilson["high"]) + WILSON_MARK, True
+        return format_ci(e["value"], e["low"], e["high"]), ""
+    return format_ci(e["value"], wilson["low"], wilson["high"]) + WILSON_MARK, WILSON_MARK
+
+
+def mark_notes(marks: set[str]) -> str:
+    """The footnotes for the marks used in a table ("" when none)."""
+    return "".join(f"\n\n{m} {MARK_NOTES[m]}" for m in MARK_NOTES if m in marks)
 
 
 def results_table(reports_path: str | Path, models_path: str | Path | None = None) -> str:
     """A Markdown table of every ``reports/*/metrics.json`` (test split, 95% group-bootstrap CIs)."""
     models_path = Path(models_path) if models_path else Path(reports_path).parent / "models"
-    rows, wilson_used = [], False
+    rows, marks = [], set()
     for path in sorted(Path(reports_path).glob("*/metrics.json")):
         r = json.loads(path.read_text())
         if r.get("quick"):
@@ -68,9 +95,8 @@ def results_table(reports_path: str | Path, models_path: str | Path | None = Non
         m = r["test"]["metrics"]
 
         def ci(name: str) -> str:
-            nonlocal wilson_used
-            cell, used = edge_safe_ci(r["test"], name)
-            wilson_used |= used
+            cell, mark = edge_safe_ci(r["test"], name)
+            marks.add(mark)
             return cell
 
         thr = r["threshold"]["threshold"] if r.get("threshold") else None
@@ -84,9 +110,7 @@ def results_table(reports_path: str | Path, models_path: str | Path | None = Non
     header = ("| task | preprocessing | backbone | training | test images (groups) | accuracy | "
               "sensitivity | specificity | AUC | ECE raw → calibrated | threshold |\n"
               "|---|---|---|---|---|---|---|---|---|---|---|")
-    note = (f"\n\n{WILSON_MARK} Wilson interval: every duplicate-group bootstrap resample gave the same value, "
-            "so the bootstrap interval would be degenerate." if wilson_used else "")
-    return "\n".join([header, *rows]) + note if rows else "_No evaluated runs yet._"
+    return "\n".join([header, *rows]) + mark_notes(marks) if rows else "_No evaluated runs yet._"
 
 
 def replace_block(text: str, name: str, content: str, where: str = "README.md") -> str:
@@ -126,13 +150,14 @@ def shortcut_table(report_path: str | Path) -> str:
     return table_text + chance_line + text
 
 
-def _external_row(r: dict) -> list[str]:
+def _external_row(r: dict, marks: set[str]) -> list[str]:
     m, ex = r["model"], r["exclusions"]
     metric = r["test"]["metrics"]
 
     def ci(name: str) -> str:
-        e = metric.get(name)
-        return format_ci(e["value"], e["low"], e["high"]) if e else "—"
+        cell, mark = edge_safe_ci(r["test"], name)
+        marks.add(mark)
+        return cell
 
     w = r.get("within_group_auc") or {}
     within = (f"{w['median']:.3f}, {format_ci(**w['mean'])} (n={w['n_groups']})" if w.get("n_groups") else "—")
@@ -177,7 +202,8 @@ def external_table(reports_path: str | Path) -> str:
         return "_No external evaluations outside the study yet: run `braintumor evaluate-external`._"
     headers = ["set", "model (task, preprocessing, run)", "images kept (excluded: overlap / modality)",
                "AUC", "sensitivity", "specificity", "within-patient AUC: median, mean [CI] (patients)"]
-    text = markdown_table(headers, [_external_row(r) for r in reports])
+    marks: set[str] = set()
+    text = markdown_table(headers, [_external_row(r, marks) for r in reports]) + mark_notes(marks)
     same_scan = [r for r in reports if (r.get("within_group_auc") or {}).get("n_groups")
                  and "roc_auc" in r["test"]["metrics"]]
     by_set: dict[str, list[dict]] = {}
