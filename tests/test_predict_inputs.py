@@ -238,7 +238,7 @@ def test_workers_give_the_serial_answer_with_crop_mask_and_error_rows(fitted, tm
 
 
 def test_prefetch_passes_errors_from_the_reading_thread():
-    from braintumor.inference import _prefetch
+    from braintumor.predict_files import _prefetch
 
     def chunks():
         yield 1

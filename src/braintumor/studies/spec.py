@@ -44,9 +44,9 @@ LOCATION_FIELDS = ("root", "data_dir", "audit", "extra")
 # Package files that cannot change a result (command line, app, README/report writing, this
 # study bookkeeping): editing them does not make finished runs stale.
 # Training and evaluation never import these (the command line, app, predict's input
-# reading, DICOM/NIfTI, external evaluation, audits, README/report writing).
-NOT_RESULT_AFFECTING = ("cli/", "serve.py", "__main__.py", "inputs.py", "studies/", "reporting/",
-                        "scans/", "external/", "audit/")
+# reading and file streaming, DICOM/NIfTI, external evaluation, audits, README/report writing).
+NOT_RESULT_AFFECTING = ("cli/", "serve.py", "__main__.py", "inputs.py", "predict_files.py", "studies/",
+                        "reporting/", "scans/", "external/", "audit/")
 RECIPES_DIR = "recipes/"
 
 
