@@ -208,10 +208,12 @@ def test_real_mri_sources_and_balancing(real_dataset, real_index):
     assert mix == committed["tasks"]["mri"]["class_mix"]
 
     train = load_split(config, "train", progress=False)
-    train_mix = pd.crosstab(source.loc[train.rows.index], train.rows["label"])
+    train_source = row_sources(train.rows, config, real_dataset, seed=_sources.CLUSTER_SEED, index=real_index)
+    assert train_source.tolist() == train.rows["path"].map(dict(zip(every.rows["path"], source))).tolist()
+    train_mix = pd.crosstab(train_source, train.rows["label"])
     assert train_mix.loc["br35h_no", "tumor"] == 0 and train_mix.loc["br35h_no", "healthy"] > 0
     assert train_mix.loc["figshare", "healthy"] == 0
-    groups = source.loc[train.rows.index] + "|" + train.rows["label"]
+    groups = train_source + "|" + train.rows["label"]
     idx = balanced.balanced_positions(groups.to_numpy(), config.seed)
     after = groups.iloc[idx].value_counts()
     equal = len(train.rows) / len(after)
