@@ -20,6 +20,7 @@ tumour, at the frozen-feature level).
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -83,6 +84,65 @@ def assign_sources(rows: pd.DataFrame, attribution: pd.DataFrame, clusters: np.n
     own = rows["modality"].str.lower() + "-c" + pd.Series(clusters, index=rows.index).astype(str)
     return pd.Series(np.where(named.to_numpy() == UNMATCHED, own.to_numpy(), named.to_numpy()),
                      index=rows.index, name="source")
+
+
+def source_labels(rows: pd.DataFrame, index: pd.DataFrame, attribution: pd.DataFrame, config: Config,
+                  raw_images: Callable[[], np.ndarray], cache_dir: Path | None,
+                  seed: int | None = None) -> tuple[pd.Series, np.ndarray, dict]:
+    """The audit's source of each of ``rows`` (one modality): ``(source, clusters, cluster info)``.
+
+    Acquisition statistics of the raw images (``raw_images()`` is called only when they are
+    not cached under ``cache_dir``), k-means clusters of them (``seed`` defaults to
+    ``config.seed``), and the attribution's named collection where it has one.
+    """
+    key = _cache_key(rows, "acq", config.image_size)
+    stats = cached(cache_dir / f"acq-stats-{key}.npy" if cache_dir is not None else None,
+                   lambda: image_statistics(rows, index, raw_images()))
+    clusters, info = acquisition_clusters(stats, seed=config.seed if seed is None else seed)
+    return assign_sources(rows, attribution, clusters), clusters, info
+
+
+def row_sources(rows: pd.DataFrame, config: Config, root: str | Path | None = None, *,
+                seed: int | None = None, sources_path: str | Path | None = None,
+                index: pd.DataFrame | None = None, progress: bool = False) -> pd.Series:
+    """The source of each of ``rows`` (any task, any split) as the source audit names it.
+
+    Clusters are fitted on every row of each modality in the committed manifest (all splits,
+    the row set of :func:`run_source_audit` without ``limit_per_class``), so a row's source
+    does not depend on which split or task asks, and with the audit's image size and seed it
+    is the label ``reports/audit/sources.json`` counts. Without an attribution file
+    (``sources_path``, else ``mri_sources.csv`` beside the dataset) every source is an
+    acquisition cluster, with a warning. ``index`` (image sizes, formats, modes) defaults to
+    the cached index of the dataset.
+    """
+    import warnings
+
+    from ..data.dataset import locate_dataset
+    from ..data.index import load_index
+    from ..pipeline import cached_arrays
+    from ..study import load_split
+
+    root = Path(root) if root is not None else locate_dataset(config=config)
+    path = find_sources_file(root, sources_path)
+    if path is None:
+        warnings.warn(f"no {SOURCES_FILE} beside {root}: sources are acquisition clusters only "
+                      "(no named collections)", stacklevel=2)
+    attribution = read_sources(path)
+    if index is None:
+        index = load_index(config, root=root, progress=progress)
+    out = pd.Series(None, index=rows.index, dtype=object, name="source")
+    for modality in sorted(rows["modality"].unique()):
+        every = load_split(config, None, str(modality).lower(), per_class=None, progress=False).rows
+        labels, _, _ = source_labels(
+            every, index, attribution, config,
+            lambda: cached_arrays(root, every, config.image_size, RAW, config.cache_path, progress),
+            config.cache_path / "probes", seed)
+        mine = (rows["modality"] == modality).to_numpy()
+        out[mine] = rows.loc[mine, "path"].map(dict(zip(every["path"], labels))).to_numpy()
+    if out.isna().any():
+        missing = rows[out.isna()].iloc[0]
+        raise DatasetError(f"{missing['path']}: not among the committed manifest's {missing['modality']} rows")
+    return out
 
 
 def class_mix(rows: pd.DataFrame, source: pd.Series) -> dict:
@@ -167,11 +227,8 @@ def lesion_features(runner: ProbeRunner, rows: pd.DataFrame, config: Config) -> 
 def audit_modality(runner: ProbeRunner, rows: pd.DataFrame, attribution: pd.DataFrame,
                    config: Config) -> dict:
     """Clusters, class mix, within-source and leave-one-source-out for one modality's rows."""
-    raw = runner.images(rows, RAW)
-    stats = cached(runner.cache_dir / f"acq-stats-{_cache_key(rows, 'acq', config.image_size)}.npy",
-                   lambda: image_statistics(rows, runner.index, raw))
-    clusters, cluster_info = acquisition_clusters(stats, seed=config.seed)
-    source = assign_sources(rows, attribution, clusters)
+    source, clusters, cluster_info = source_labels(rows, runner.index, attribution, config,
+                                                   lambda: runner.images(rows, RAW), runner.cache_dir)
     report = {"clusters": {**cluster_info, "features": "width, height, aspect, log bytes, mean and std "
                            "grey, format and colour mode (one-hot)"},
               "class_mix": class_mix(rows, source), "arms": {}}
