@@ -202,6 +202,7 @@ strata = ["size:1000"]
     toy = record["external"]["toy"]
     assert 0 <= toy["metrics"]["roc_auc"]["value"] <= 1 and toy["n_kept"] >= 20
     assert (project / toy["report_dir"] / "metrics.json").is_file()
+    toy_report_dir, old_run_dir = toy["report_dir"], record["run_dir"]
 
     assert run_cli(tiny, monkeypatch, "report") == 0
     out = capsys.readouterr().out
@@ -229,6 +230,16 @@ strata = ["size:1000"]
     claims = readme.split("<!-- study-compare:start -->")[1]
     assert "| ct | ct-lesions | 1, 2 |" in claims and "toy ΔAUC" in claims and ", p " in claims
     assert (project / "reports/studies/tiny/comparisons.md").is_file()
+
+    # A run trained again (here: a new schedule) takes its old external reports with it.
+    old_report = project / toy_report_dir
+    assert old_report.is_dir()
+    tiny["study"].write_text(tiny["study"].read_text().replace("epochs_finetune = 0", "epochs_finetune = 1"))
+    assert run_cli(tiny, monkeypatch, "run", "--only", "ct") == 0
+    assert "2 run(s) finished" in capsys.readouterr().out
+    assert not old_report.exists() and not (project / old_run_dir).exists()
+    new_record = json.loads((project / "reports/studies/tiny/ct/seed-1.json").read_text())
+    assert (project / new_record["external"]["toy"]["report_dir"] / "metrics.json").is_file()
 
 
 def test_compare_pairs_must_name_two_arms(tmp_path):

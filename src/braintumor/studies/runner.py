@@ -155,10 +155,12 @@ def run_one(study: Study, state: RunState, verbose: int = 0) -> dict:
     from ..training import train
 
     cfg, root = state.config, state.config.root_path
-    if state.record and state.status == "stale":  # superseded: drop its model folder
+    if state.record and state.status == "stale":  # superseded: drop its model and external reports
         old = root / state.record.get("run_dir", "")
-        if old.name.startswith(RUN_PREFIX) and old.is_dir() and old != root:
-            shutil.rmtree(old)
+        if old.name.startswith(RUN_PREFIX) and old != root:
+            for folder in [old, *(cfg.reports_path / "external" / s.name / old.name for s in study.external)]:
+                if folder.is_dir():
+                    shutil.rmtree(folder)
     units = work_units(cfg)
     t0 = time.perf_counter()
     run_dir = train(cfg, verbose=verbose, run_id=run_id(study, state.seed, state.key))
