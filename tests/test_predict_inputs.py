@@ -263,3 +263,21 @@ def test_flat_images_are_flagged_with_or_without_checks(fitted, tmp_path):
     assert not with_checks["warning"][2].startswith("flat image")
     without = predict(paths, model=fitted["bare"])
     assert list(without["warning"]) == ["flat image: a single grey level, nothing to classify"] * 2 + [""]
+
+
+def test_decoding_workers_run_below_the_network():
+    """Decoders take the cores only when the network leaves them (predict_files.start_pool)."""
+    import os
+
+    from braintumor.predict_files import WORKER_NICENESS, start_pool
+
+    pool = start_pool(1)
+    try:
+        assert pool.submit(os.nice, 0).result() == min(19, os.nice(0) + WORKER_NICENESS)
+    finally:
+        pool.shutdown()
+    same = start_pool(1, niceness=0)
+    try:
+        assert same.submit(os.nice, 0).result() == os.nice(0)
+    finally:
+        same.shutdown()

@@ -127,6 +127,17 @@ class Predictor:
 
 
 # File-facing helpers live in braintumor.predict_files (outside the study's result
-# fingerprint); imported last because that module imports Predictor from here.
-from .inputs import expand_inputs  # noqa: E402,F401
-from .predict_files import predict, volume_table, volumes_path, write_gradcams, write_results  # noqa: E402,F401
+# fingerprint), which imports Predictor from here: re-exported lazily (PEP 562).
+_FILE_HELPERS = {"predict", "volume_table", "volumes_path", "write_gradcams", "write_results"}
+
+
+def __getattr__(name: str):
+    if name in _FILE_HELPERS:
+        from . import predict_files
+
+        return getattr(predict_files, name)
+    if name == "expand_inputs":
+        from .inputs import expand_inputs
+
+        return expand_inputs
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -39,9 +39,24 @@ def _pool_context():
     return multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
 
 
-def start_pool(workers: int) -> ProcessPoolExecutor:
-    """A pool of decoding processes (kept by :class:`Predictor` across calls)."""
-    return ProcessPoolExecutor(max_workers=workers, mp_context=_pool_context())
+# How much lower the decoding processes run than this one (os.nice increment; 0 = same).
+WORKER_NICENESS = int(os.environ.get("BRAINTUMOR_DECODE_NICENESS", "10"))
+
+
+def _lower_priority(increment: int) -> None:
+    """Decoding yields the cores to the network: TensorFlow splits each op over every core
+    and waits for its slowest thread, so a decoder that takes a core from it slows the whole
+    op; at lower priority decoders fill the gaps (between ops and chunks) instead."""
+    if increment > 0 and hasattr(os, "nice"):
+        os.nice(increment)
+
+
+def start_pool(workers: int, niceness: int | None = None) -> ProcessPoolExecutor:
+    """A pool of decoding processes (kept by :class:`Predictor` across calls), at
+    :data:`WORKER_NICENESS` below this process unless ``niceness`` says otherwise."""
+    niceness = WORKER_NICENESS if niceness is None else niceness
+    return ProcessPoolExecutor(max_workers=workers, mp_context=_pool_context(),
+                               initializer=_lower_priority, initargs=(niceness,))
 
 
 def iter_sources(jobs: list[tuple[str, int, str]], pool: ProcessPoolExecutor | None = None,
