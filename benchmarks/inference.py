@@ -14,6 +14,8 @@ throughput over a few hundred test images per run. Image files are in the OS pag
 With ``--model models/<task>[/<run>]`` a trained model is used; otherwise (and with
 ``--smoke``) a throwaway run folder with a randomly initialised classifier of the same
 architecture (speed does not depend on weight values).
+Decoding processes run ``BRAINTUMOR_DECODE_NICENESS`` (default 10) below the network;
+set it to 0 to measure them at equal priority.
 Run: ``python -m benchmarks.inference [--smoke] [--model models/ct]``.
 """
 from __future__ import annotations
@@ -69,8 +71,11 @@ def main(argv: list[str] | None = None) -> int:
     root = common.dataset_root(args.data_dir)
     with tempfile.TemporaryDirectory(prefix="bench-inference-") as tmp:
         run = resolve_run(args.model) if args.model else throwaway_run(Path(tmp), args.backbone, args.image_size)
+        from braintumor.predict_files import WORKER_NICENESS
+
         report = common.start("inference", "Inference: Predictor.predict_paths vs model.predict on arrays",
-                              args, model=str(run), batch_size=args.batch_size)
+                              args, model=str(run), batch_size=args.batch_size,
+                              decode_niceness=WORKER_NICENESS)
         load_seconds, predictor = common.timed(Predictor.load, run)
         card, model, batch = predictor.card, predictor.model, args.batch_size
         size = int(card["image_size"])
