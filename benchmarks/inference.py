@@ -14,8 +14,8 @@ throughput over a few hundred test images per run. Image files are in the OS pag
 With ``--model models/<task>[/<run>]`` a trained model is used; otherwise (and with
 ``--smoke``) a throwaway run folder with a randomly initialised classifier of the same
 architecture (speed does not depend on weight values).
-Decoding processes run ``BRAINTUMOR_DECODE_NICENESS`` (default 10) below the network;
-set it to 0 to measure them at equal priority.
+Decoding processes run ``BRAINTUMOR_DECODE_NICENESS`` (default 0) below the network;
+set it (e.g. 10) to compare.
 Run: ``python -m benchmarks.inference [--smoke] [--model models/ct]``.
 """
 from __future__ import annotations

@@ -40,7 +40,9 @@ def _pool_context():
 
 
 # How much lower the decoding processes run than this one (os.nice increment; 0 = same).
-WORKER_NICENESS = int(os.environ.get("BRAINTUMOR_DECODE_NICENESS", "10"))
+# 10 was tried against 0 on 2 cores (benchmarks/inference, 2026-12-02): no clear difference
+# within the run-to-run spread, so the default stays equal priority.
+WORKER_NICENESS = int(os.environ.get("BRAINTUMOR_DECODE_NICENESS", "0"))
 
 
 def _lower_priority(increment: int) -> None:
