@@ -20,8 +20,10 @@ reported ~20 images/s where training cards recorded more. The start-up is still 
 (``phase2_startup_seconds``), apart from the rate.
 
 Variants of phase 2 for the first backbone (``--variants``): ``fp32`` (today's training),
-``bf16`` (``keras.mixed_precision`` policy ``mixed_bfloat16``; this CPU has AVX512_BF16)
-and ``top20`` (the top 20% of backbone layers unfrozen instead of 40%). ImageNet
+``bf16`` (``keras.mixed_precision`` policy ``mixed_bfloat16``; this CPU has AVX512_BF16),
+``top20`` (the top 20% of backbone layers unfrozen instead of 40%), ``res160`` (fine-tuning
+at 160 px instead of 224: the network is fully convolutional with global pooling, so the same
+weights run at either size) and ``top20-res160`` (both). ImageNet
 weights are used where this machine has the file, random weights otherwise (the table says
 which); speed does not depend on the weight values. Peak memory is the process's peak
 resident set size after phase 1 and after phase 2.
@@ -40,8 +42,10 @@ from pathlib import Path
 from benchmarks import common
 
 BACKBONES = ("efficientnet_lite0", "mobilenet_025", "mobilenet_v2", "efficientnetb0")
-# name -> (Keras dtype policy or None, share of backbone layers unfrozen or None = --finetune-fraction)
-VARIANTS = {"fp32": (None, None), "bf16": ("mixed_bfloat16", None), "top20": (None, 0.2)}
+# name -> (Keras dtype policy or None, share of backbone layers unfrozen or None, fine-tuning
+# image size as a share of --image-size or None)
+VARIANTS = {"fp32": (None, None, None), "bf16": ("mixed_bfloat16", None, None), "top20": (None, 0.2, None),
+            "res160": (None, None, 160 / 224), "top20-res160": (None, 0.2, 160 / 224)}
 
 
 def seed_keras_home(home: Path) -> Path:
@@ -59,7 +63,7 @@ def seed_keras_home(home: Path) -> Path:
 
 def measure(name: str, weights: str | None, images: str, labels: str, batch: int, warmup: int,
             steps: int, runs: int, fraction: float, seed: int, pretrained_dir: str,
-            policy: str | None = None) -> dict:
+            policy: str | None = None, finetune_size: int | None = None) -> dict:
     """Phase 1 and phase 2 timings for one backbone (runs in its own process)."""
     import time
 
@@ -89,7 +93,15 @@ def measure(name: str, weights: str | None, images: str, labels: str, batch: int
     phase1 = [common.timed(pool.predict, timed_input, verbose=0)[0] for _ in range(runs)]
     rss1 = common.peak_rss_mb()
 
-    # Phase 2: fine-tune the top of the backbone end to end on augmented batches.
+    # Phase 2: fine-tune the top of the backbone end to end on augmented batches (at a
+    # smaller size for the resolution variants: the same weights on a model built for it).
+    if finetune_size and finetune_size != size:
+        import tensorflow as tf
+
+        x = np.asarray(tf.cast(tf.round(tf.image.resize(x, (finetune_size, finetune_size), antialias=True)),
+                               tf.uint8))
+        backbone, _ = build_backbone(name, finetune_size, weights, cache_dir=pretrained_dir)
+        model = build_classifier(backbone, 2, finetune_size, dropout=0.2)
     unfrozen = unfreeze_top(backbone, fraction)
     model.compile(optimizer=keras.optimizers.Adam(1e-4), loss=keras.losses.BinaryCrossentropy(),
                   metrics=[keras.metrics.BinaryAccuracy(name="accuracy"), keras.metrics.AUC(name="auc")])
@@ -111,7 +123,8 @@ def measure(name: str, weights: str | None, images: str, labels: str, batch: int
         phase2.append(clock.ends[-1] - clock.ends[warmup - 1])
         startup.append(clock.ends[0] - clock.start)
     return {"backbone": name, "weights": weights, "weight_source": info.get("weight_source"),
-            "image_size": size, "finetuned_layers": unfrozen, "policy": policy or "float32",
+            "image_size": size, "finetune_image_size": finetune_size or size,
+            "finetuned_layers": unfrozen, "policy": policy or "float32",
             "finetune_fraction": fraction,
             "phase1_seconds": phase1, "phase2_seconds": phase2, "phase2_startup_seconds": startup,
             "peak_rss_mb_phase1": rss1, "peak_rss_mb_phase2": common.peak_rss_mb()}
@@ -168,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
         np.save(tmp / "labels.npy", rows["y"].to_numpy())
         with common.environ(KERAS_HOME=str(seed_keras_home(tmp / "keras"))):
             for name, variant in jobs:
-                policy, fraction = VARIANTS[variant]
+                policy, fraction, scale = VARIANTS[variant]
                 if args.random_weights:
                     weights, label = None, "random (requested)"
                 elif weights_available_offline(name):
@@ -180,7 +193,8 @@ def main(argv: list[str] | None = None) -> int:
                     measure, name=name, weights=weights, images=str(tmp / "images.npy"),
                     labels=str(tmp / "labels.npy"), batch=batch, warmup=args.warmup, steps=args.steps,
                     runs=args.runs, fraction=fraction or args.finetune_fraction, seed=args.seed,
-                    pretrained_dir=str(Config().pretrained_path), policy=policy))
+                    pretrained_dir=str(Config().pretrained_path), policy=policy,
+                    finetune_size=round(scale * args.image_size) if scale else None))
 
     timed_images = args.steps * batch
     report.headers = ["backbone", "variant", "weights", "phase 1 images/s (frozen)",
@@ -209,7 +223,8 @@ def main(argv: list[str] | None = None) -> int:
         f"timestamps (steady state; the call's start-up to its first batch is the 'fit start-up' column); "
         f"{args.runs} runs; each backbone and variant in a fresh process.",
         "Variants: fp32 = today's training; bf16 = mixed_bfloat16 policy; top20 = top 20% of backbone "
-        "layers unfrozen instead of 40%. Speed only: whether a variant keeps validation AUC needs a training run.",
+        "layers unfrozen instead of 40%; res160 = fine-tuning at 160 px (the same ImageNet weights, "
+        "images resized); top20-res160 = both. Speed only: whether a variant keeps validation AUC needs a training run.",
         "Phase 1 = frozen backbone forward pass to pooled features (as training.py extracts them once); "
         f"phase 2 = model.fit with the top {args.finetune_fraction:.0%} of backbone layers unfrozen, "
         "BatchNorm frozen, augmentation on.",
