@@ -14,6 +14,8 @@ throughput over a few hundred test images per run. Image files are in the OS pag
 With ``--model models/<task>[/<run>]`` a trained model is used; otherwise (and with
 ``--smoke``) a throwaway run folder with a randomly initialised classifier of the same
 architecture (speed does not depend on weight values).
+The report also gives this machine's bound for crop-mask from files: the network's core-time
+per image (from the floor) plus decoding and crop-mask, on every core, nothing lost.
 Decoding processes run ``BRAINTUMOR_DECODE_NICENESS`` (default 0) below the network;
 set it (e.g. 10) to compare.
 Run: ``python -m benchmarks.inference [--smoke] [--model models/ct]``.
@@ -128,7 +130,9 @@ def main(argv: list[str] | None = None) -> int:
         from braintumor.preprocess import get_preprocessor
         from braintumor.data.images import load_rgb
 
-        decoded = [load_rgb(p) for p in crop_paths[: min(len(crop_paths), 32)]]
+        some = crop_paths[: min(len(crop_paths), 32)]
+        decode_only = common.timed(lambda: [load_rgb(p) for p in some])[0] / len(some)
+        decoded = [load_rgb(p) for p in some]
         crop_only = common.timed(lambda: [get_preprocessor("crop-mask")(x) for x in decoded])[0] / len(decoded)
         predictor.close()
         cropper.close()
@@ -157,6 +161,14 @@ def main(argv: list[str] | None = None) -> int:
                                                                        throughput["crop_mask_files_one_worker"]),
     }
     report.results["crop_mask_seconds_per_image_one_core"] = crop_only
+    report.results["decode_seconds_per_image_one_core"] = decode_only
+    # What this machine allows at best: every core busy, the network's core-seconds per image
+    # (its floor rate uses every core) plus decoding and crop-mask, nothing hidden or lost.
+    network = cores / throughput["crop_mask_floor"]["median"]
+    bound = cores / (network + decode_only + crop_only)
+    report.results["crop_mask_files_bound_images_per_second"] = bound
+    report.ratios["crop-mask throughput, files / this machine's bound"] = (
+        throughput["crop_mask_files"]["median"] / bound)
     report.headers = ["path", "single image p50 / p95 ms (min–max)", f"batch of {batch}: images/s median (min–max)"]
     for name, label in (("ours", "Predictor.predict_paths (files)"), ("floor", "model.predict (decoded arrays)")):
         lat = latency[name]
@@ -176,6 +188,12 @@ def main(argv: list[str] | None = None) -> int:
         f"crop-mask: {args.crop_runs} runs of {len(crop_paths)} test images with {cores} decoding processes, "
         f"one with one; crop-mask alone costs {crop_only * 1000:.0f} ms per image on one core, so "
         f"{cores} cores cannot preprocess more than {cores / crop_only:.1f} images/s whatever the network does.",
+        f"Bound: with the network at {1000 * network:.0f} core-ms per image (its floor rate on {cores} cores), "
+        f"decoding {1000 * decode_only:.1f} and crop-mask {1000 * crop_only:.0f} core-ms, {cores} fully busy "
+        f"cores give at most {bound:.1f} images/s from files ({bound / throughput['crop_mask_floor']['median']:.2f}x "
+        f"the floor); 0.8x needs crop-mask at or below "
+        f"{1000 * max(cores / (0.8 * throughput['crop_mask_floor']['median']) - network - decode_only, 0):.0f} "
+        f"core-ms per image, or more cores.",
     ]
     common.finish(report, args.out)
     return 0
