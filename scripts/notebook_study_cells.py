@@ -49,3 +49,33 @@ for c in cells[at:at + 2]:
     c.id = c.get("id") or uuid.uuid4().hex[:8]
 nbformat.write(nb, ROOT / "notebook.ipynb")
 print("study cells at", at)
+
+# Section 11: the study's recipes on both external sets, as one figure (after the lesions grid).
+FIG_MARK = "<!-- study-tradeoff -->"
+fig_md = FIG_MARK + """
+Every training recipe of the matched study on both external sets: what it buys on tumour vs
+tumour-free slices of the same scans (x) against what it costs on unseen SARTAJ images (y); the
+shaded corner is the target. Choosing a recipe from this picture is a choice made on `lgg-flair-a`."""
+fig_code = """from braintumor.studies.figures import recipe_tradeoff
+
+recipe_tradeoff(json.loads((study_dir / "summary.json").read_text()));"""
+at = next((i for i, c in enumerate(cells) if c.cell_type == "markdown" and c.source.startswith(FIG_MARK)), None)
+if at is None:  # after the cell that draws the lesioned copies
+    at = next(i for i, c in enumerate(cells) if "synthesize(healthy" in c.source) + 1
+    cells[at:at] = [nbformat.v4.new_markdown_cell(fig_md), nbformat.v4.new_code_cell(fig_code)]
+else:
+    cells[at].source, cells[at + 1].source = fig_md, fig_code
+
+import base64, io
+from braintumor.studies.figures import recipe_tradeoff
+import matplotlib.pyplot as plt
+buf = io.BytesIO()
+recipe_tradeoff(json.loads((study_dir / "summary.json").read_text())).savefig(buf, format="png", dpi=80, bbox_inches="tight")
+plt.close("all")
+cells[at + 1].outputs = [nbformat.v4.new_output("display_data", data={
+    "image/png": base64.b64encode(buf.getvalue()).decode(), "text/plain": "<Figure>"})]
+cells[at + 1].execution_count = None
+for c in cells[at:at + 2]:
+    c.id = c.get("id") or uuid.uuid4().hex[:8]
+nbformat.write(nb, ROOT / "notebook.ipynb")
+print("trade-off cells at", at)

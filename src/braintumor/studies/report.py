@@ -24,6 +24,7 @@ from ..config import Config
 from ..errors import BrainTumorError
 from ..files import write_text_atomic
 from ..reporting.readme import markdown_table, replace_block
+from .figures import write_tradeoff
 from .runner import done_records, result_folder
 from .spec import Study
 
@@ -61,11 +62,12 @@ def pooled(values: list[float], within: list[float]) -> dict:
 
 def external_summary(records: list[dict]) -> dict:
     """Per external set: each metric pooled over the seeds that have it (their within-seed
-    variance from the set's patient/group-bootstrap interval)."""
+    variance from the set's patient/group-bootstrap interval), and each seed's value."""
     out = {}
     names = sorted({n for r in records for n, e in (r.get("external") or {}).items() if "metrics" in e})
     for name in names:
-        entries = [r["external"][name] for r in records if "metrics" in (r.get("external") or {}).get(name, {})]
+        scored = [r for r in records if "metrics" in (r.get("external") or {}).get(name, {})]
+        entries = [r["external"][name] for r in scored]
         metrics = {}
         for metric in ("roc_auc", "sensitivity", "specificity", "macro_auc_ovr"):
             cells = [e["metrics"][metric] for e in entries if e["metrics"].get(metric, {}).get("value") is not None]
@@ -73,6 +75,7 @@ def external_summary(records: list[dict]) -> dict:
                 continue
             within = [((c["high"] - c["low"]) / (2 * Z95)) ** 2 if c.get("low") is not None else 0.0 for c in cells]
             metrics[metric] = pooled([c["value"] for c in cells], within)
+            metrics[metric]["per_seed"] = {str(r["seed"]): c["value"] for r, c in zip(scored, cells)}
         medians = [e["within_group_auc_median"] for e in entries if e.get("within_group_auc_median") is not None]
         out[name] = {"n_seeds": len(entries), "metrics": metrics, "n_kept": entries[0].get("n_kept"),
                      "within_group_auc_median": float(np.mean(medians)) if medians else None}
@@ -248,6 +251,9 @@ def write_report(study: Study, base: Config, update_readme: bool = False) -> dic
     text = markdown(summary)
     paths = {"json": write_text_atomic(out / "summary.json", json.dumps(summary, indent=2) + "\n"),
              "md": write_text_atomic(out / "summary.md", f"# Study {study.name}\n\n{text}\n")}
+    figure = write_tradeoff(summary, out / "external_tradeoff.png")
+    if figure is not None:
+        paths["figure"] = figure
     claims = comparisons_markdown(run_comparisons(study, base))
     if claims:
         paths["comparisons"] = write_text_atomic(out / "comparisons.md", f"# Study {study.name}: comparisons\n\n"
