@@ -43,6 +43,8 @@ def recipe_tradeoff(summary: dict):
         ax.errorbar(x["value"], y["value"], xerr=[[x["value"] - x["low"]], [x["high"] - x["value"]]],
                     yerr=[[y["value"] - y["low"]], [y["high"] - y["value"]]], fmt="o", color=c, ms=6,
                     capsize=2, lw=1, label=f"{p['label']} (n={p['n_seeds']})")
+        ax.annotate(p["label"].split(": ", 1)[1].replace("crop-mask + ", ""), (x["value"], y["value"]),
+                    xytext=(4, 4), textcoords="offset points", fontsize=7, color=c)
         if len(p["seeds"]) > 1:
             ax.scatter(*zip(*p["seeds"]), s=12, color=c, alpha=0.6, marker="x")
     ax.set(xlabel=f"{X_SET}: AUC, tumour vs tumour-free slices of the same scans",
