@@ -1,6 +1,7 @@
 """Synthetic CT-like heads with burned-in text planted in one class, for the preprocessing
 and shortcut-audit tests (``from heads import ...``; the ``images`` fixture is imported by
-the test modules that use it)."""
+the test modules that use it); and grey heads with a tumour blob and an optional corner
+marker (a planted shortcut) for the recipe tests."""
 from __future__ import annotations
 
 import numpy as np
@@ -28,6 +29,23 @@ def synthetic_head(rng: np.random.Generator, text: bool, size: int = SIZE) -> np
         for i, line in enumerate(TEXT_LINES[:3]):
             draw.text((2, 1 + 8 * i), line, fill=(255, 255, 255), font=font)
     return np.asarray(img)
+
+
+def blob_head(rng: np.random.Generator, size: int, tumour: bool, marker_px: int = 0) -> np.ndarray:
+    """A grey disc "head" of noisy tissue; a tumour adds a bright blob inside it; ``marker_px``
+    paints a red square of that side in the top-left corner (the shortcut the recipes must
+    not learn)."""
+    yy, xx = np.mgrid[:size, :size]
+    cy, cx = size / 2 + rng.normal(0, 2, 2)
+    r = size * rng.uniform(0.34, 0.42)
+    inside = (yy - cy) ** 2 + (xx - cx) ** 2 < r ** 2
+    img = np.where(inside, 90 + rng.normal(0, 8) + rng.normal(0, 6, (size, size)), 0)
+    if tumour:
+        by, bx = np.array([cy, cx]) + rng.uniform(-r / 2, r / 2, 2)
+        img[(yy - by) ** 2 + (xx - bx) ** 2 < rng.uniform(3, 7) ** 2] = rng.uniform(130, 200)
+    rgb = np.repeat(np.clip(img, 0, 255).astype(np.uint8)[..., None], 3, axis=2)
+    rgb[:marker_px, :marker_px] = (255, 0, 0)
+    return rgb
 
 
 def text_pixels(size: int = SIZE) -> np.ndarray:

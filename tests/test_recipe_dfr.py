@@ -19,6 +19,7 @@ from sklearn.metrics import roc_auc_score  # noqa: E402
 
 from braintumor import recipes  # noqa: E402
 from braintumor.config import Config  # noqa: E402
+from heads import blob_head  # noqa: E402
 from braintumor.data.tasks import TASKS  # noqa: E402
 from braintumor.models.classifier import LOGITS_LAYER, build_classifier, extract_features  # noqa: E402
 from braintumor.recipes import dfr  # noqa: E402
@@ -29,18 +30,7 @@ CONFIG = Config(task="ct", batch_size=32, seed=5)
 
 
 def _head(rng, tumour: bool, marker: bool) -> np.ndarray:
-    yy, xx = np.mgrid[:SIZE, :SIZE]
-    cy, cx = SIZE / 2 + rng.normal(0, 2, 2)
-    r = SIZE * rng.uniform(0.34, 0.42)
-    inside = (yy - cy) ** 2 + (xx - cx) ** 2 < r ** 2
-    img = np.where(inside, 90 + rng.normal(0, 8) + rng.normal(0, 6, (SIZE, SIZE)), 0)
-    if tumour:
-        by, bx = np.array([cy, cx]) + rng.uniform(-r / 2, r / 2, 2)
-        img[(yy - by) ** 2 + (xx - bx) ** 2 < rng.uniform(3, 7) ** 2] = rng.uniform(130, 200)
-    rgb = np.repeat(np.clip(img, 0, 255).astype(np.uint8)[..., None], 3, axis=2)
-    if marker:
-        rgb[:8, :8] = (255, 0, 0)
-    return rgb
+    return blob_head(rng, SIZE, tumour, 8 if marker else 0)
 
 
 def _split(rng, n_per_class: int, name: str, marker: bool = True):
