@@ -131,8 +131,8 @@ def main(argv: list[str] | None = None) -> int:
         from braintumor.data.images import load_rgb
 
         some = crop_paths[: min(len(crop_paths), 32)]
-        decode_only = common.timed(lambda: [load_rgb(p) for p in some])[0] / len(some)
-        decoded = [load_rgb(p) for p in some]
+        decode_seconds, decoded = common.timed(lambda: [load_rgb(p) for p in some])
+        decode_only = decode_seconds / len(some)
         crop_only = common.timed(lambda: [get_preprocessor("crop-mask")(x) for x in decoded])[0] / len(decoded)
         predictor.close()
         cropper.close()

@@ -1,8 +1,10 @@
-"""Insert (or refresh) the notebook's matched-study cells (section 7), with outputs computed from the
-committed reports (the same way sections 10-12 read them)."""
-import json, sys, uuid
+"""Insert (or refresh) the notebook's matched-study cells (section 7) and the study's trade-off
+figure (section 11), with outputs computed from the committed reports (the same way sections
+10-12 read them)."""
+import base64, io, json, sys, uuid
 from pathlib import Path
 
+import matplotlib.pyplot as plt
 import nbformat
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -27,28 +29,34 @@ display(Markdown(study_markdown(json.loads((study_dir / "summary.json").read_tex
 if (study_dir / "comparisons.md").is_file():
     display(Markdown((study_dir / "comparisons.md").read_text().split("\\n", 2)[2]))"""
 
-nb = nbformat.read(ROOT / "notebook.ipynb", as_version=4)
-cells = nb.cells
-at = next((i for i, c in enumerate(cells) if c.cell_type == "markdown" and c.source.startswith(MARK)), None)
-if at is None:  # after the results table of section 7 (the cell that calls results_table)
-    at = next(i for i, c in enumerate(cells) if "results_table(" in c.source) + 1
-    cells[at:at] = [nbformat.v4.new_markdown_cell(md), nbformat.v4.new_code_cell(code)]
-else:
-    cells[at].source, cells[at + 1].source = md, code
 
-# Outputs: run the cell's code here and record what it displays.
+
+def upsert(cells, mark: str, md: str, code: str, anchor: str, outputs: list) -> int:
+    """The markdown + code pair that starts with ``mark``: refreshed where it is, else inserted
+    after the first cell whose source contains ``anchor``; the code cell gets ``outputs``."""
+    at = next((i for i, c in enumerate(cells) if c.cell_type == "markdown" and c.source.startswith(mark)), None)
+    if at is None:
+        at = next(i for i, c in enumerate(cells) if anchor in c.source) + 1
+        cells[at:at] = [nbformat.v4.new_markdown_cell(md), nbformat.v4.new_code_cell(code)]
+    else:
+        cells[at].source, cells[at + 1].source = md, code
+    cells[at + 1].outputs = outputs
+    cells[at + 1].execution_count = None
+    for c in cells[at:at + 2]:
+        c.id = c.get("id") or uuid.uuid4().hex[:8]
+    return at
+
+
+# Outputs: run the cells' code here and record what they display.
 sys.path.insert(0, str(ROOT / "src"))
+from braintumor.studies.figures import recipe_tradeoff
 from braintumor.studies.report import markdown as study_markdown
+
 study_dir = ROOT / "reports" / "studies" / "main"
-outs = [nbformat.v4.new_output("display_data", data={"text/markdown": study_markdown(json.loads((study_dir / "summary.json").read_text())), "text/plain": "<IPython.core.display.Markdown object>"})]
+summary = json.loads((study_dir / "summary.json").read_text())
+outs = [nbformat.v4.new_output("display_data", data={"text/markdown": study_markdown(summary), "text/plain": "<IPython.core.display.Markdown object>"})]
 if (study_dir / "comparisons.md").is_file():
     outs.append(nbformat.v4.new_output("display_data", data={"text/markdown": (study_dir / "comparisons.md").read_text().split("\n", 2)[2], "text/plain": "<IPython.core.display.Markdown object>"}))
-cells[at + 1].outputs = outs
-cells[at + 1].execution_count = None
-for c in cells[at:at + 2]:
-    c.id = c.get("id") or uuid.uuid4().hex[:8]
-nbformat.write(nb, ROOT / "notebook.ipynb")
-print("study cells at", at)
 
 # Section 11: the study's recipes on both external sets, as one figure (after the lesions grid).
 FIG_MARK = "<!-- study-tradeoff -->"
@@ -59,23 +67,14 @@ shaded corner is the target. Choosing a recipe from this picture is a choice mad
 fig_code = """from braintumor.studies.figures import recipe_tradeoff
 
 recipe_tradeoff(json.loads((study_dir / "summary.json").read_text()));"""
-at = next((i for i, c in enumerate(cells) if c.cell_type == "markdown" and c.source.startswith(FIG_MARK)), None)
-if at is None:  # after the cell that draws the lesioned copies
-    at = next(i for i, c in enumerate(cells) if "synthesize(healthy" in c.source) + 1
-    cells[at:at] = [nbformat.v4.new_markdown_cell(fig_md), nbformat.v4.new_code_cell(fig_code)]
-else:
-    cells[at].source, cells[at + 1].source = fig_md, fig_code
-
-import base64, io
-from braintumor.studies.figures import recipe_tradeoff
-import matplotlib.pyplot as plt
 buf = io.BytesIO()
-recipe_tradeoff(json.loads((study_dir / "summary.json").read_text())).savefig(buf, format="png", dpi=80, bbox_inches="tight")
+recipe_tradeoff(summary).savefig(buf, format="png", dpi=80, bbox_inches="tight")
 plt.close("all")
-cells[at + 1].outputs = [nbformat.v4.new_output("display_data", data={
+fig_outs = [nbformat.v4.new_output("display_data", data={
     "image/png": base64.b64encode(buf.getvalue()).decode(), "text/plain": "<Figure>"})]
-cells[at + 1].execution_count = None
-for c in cells[at:at + 2]:
-    c.id = c.get("id") or uuid.uuid4().hex[:8]
+
+nb = nbformat.read(ROOT / "notebook.ipynb", as_version=4)
+# Section 7's study cells after the results table (the cell that calls results_table).
+print("study cells at", upsert(nb.cells, MARK, md, code, "results_table(", outs))
+print("trade-off cells at", upsert(nb.cells, FIG_MARK, fig_md, fig_code, "synthesize(healthy", fig_outs))
 nbformat.write(nb, ROOT / "notebook.ipynb")
-print("trade-off cells at", at)
