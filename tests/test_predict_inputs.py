@@ -108,6 +108,23 @@ def test_fit_ood_writes_arrays_and_card_entry(fitted):
     assert summary["modality"]["n_train"]["CT"] > 0 and summary["modality"]["n_train"]["MRI"] > 0
 
 
+def test_fit_ood_reuses_the_overlap_checks_cached_training_features(fitted, monkeypatch):
+    """The study fits the checks after the external sets' overlap check, which caches the
+    same model's features of the same training rows: the second pass reads them, not the model."""
+    import braintumor.models.classifier as classifier
+
+    cache = sorted((fitted["config"].cache_path / "external").glob("train-features-*.npy"))
+    assert len(cache) == 1 and np.load(cache[0]).shape == (fitted["summary"]["n_train"], 16)
+    calls = []
+    real = classifier.extract_features
+    monkeypatch.setattr(classifier, "extract_features", lambda f, images, *a, **k: calls.append(len(images))
+                        or real(f, images, *a, **k))
+    again = shutil.copytree(fitted["bare"], fitted["bare"].parent / "again")  # same model file: same key
+    summary = fit_ood(again, fitted["config"], progress=False)
+    assert fitted["summary"]["n_train"] not in calls  # val and the modality samples only
+    assert summary["val_keep_rate"] == pytest.approx(fitted["summary"]["val_keep_rate"])
+
+
 def test_predict_fills_checks_and_flags_junk(fitted, tmp_path, capsys):
     s = _scans(tmp_path / "in")
     good = sorted((fitted["root"] / "Brain Tumor CT scan Images" / "Tumor").glob("*.png"))[:2]

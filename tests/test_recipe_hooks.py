@@ -17,8 +17,6 @@ from braintumor.studies.spec import code_fingerprint  # noqa: E402
 def _fake_recipe(select=None, refine=None, depends=()):
     module = types.ModuleType("braintumor.recipes.fake")
     module.DESCRIPTION, module.BINARY_ONLY, module.DEPENDS = "a test recipe", True, depends
-    module.synthetic = lambda split, config: None
-    module.augmentation = lambda seed: []
     if select:
         module.select = select
     if refine:

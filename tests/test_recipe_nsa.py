@@ -73,8 +73,33 @@ def test_synthetic_makes_lesion_copies_and_skips_images_without_brain():
     assert len(images) == 3  # the black "healthy" image gets no copy
 
 
+def test_pooled_donors_come_from_the_same_modality(monkeypatch):
+    import pandas as pd
+
+    split = _Split()
+    split.rows = pd.DataFrame({"modality": ["CT", "CT", "CT", "MRI", "MRI", "MRI"]})  # healthy: 0-2 CT, 5 MRI
+    pairs = []
+    real = nsa.blend
+
+    def spy(target, donor, rng):
+        pairs.append((_index(split, target), _index(split, donor)))
+        return real(target, donor, rng)
+
+    monkeypatch.setattr(nsa, "blend", spy)
+    images, _ = nsa.synthetic(split, Config(seed=4, lesion_copies=3))
+    modality = split.rows["modality"].to_numpy()
+    assert len(images) == 12 and pairs
+    assert all(modality[t] == modality[d] for t, d in pairs)
+    assert any(t != d for t, d in pairs if modality[t] == "CT")  # CT images 0-2 trade patches
+    assert all(t == d for t, d in pairs if modality[t] == "MRI")  # image 5: the sole MRI healthy one
+
+
+def _index(split, image) -> int:
+    return next(i for i, im in enumerate(split.images) if np.array_equal(im, image))
+
+
 def test_registered_binary_only_and_no_augmentation():
     assert "nsa" in recipes.available()
-    assert nsa.augmentation(0) == [] and nsa.BINARY_ONLY and "\n" not in nsa.DESCRIPTION
+    assert not hasattr(nsa, "augmentation") and nsa.BINARY_ONLY and "\n" not in nsa.DESCRIPTION
     with pytest.raises(ValueError, match="healthy/tumour"):
         recipes.check("nsa", binary_task=False, task_name="mri_subtype")

@@ -34,7 +34,11 @@ def test_every_recipe_module_has_the_interface():
     for module in recipes.modules("+".join(recipes.available())):
         assert isinstance(module.DESCRIPTION, str) and module.DESCRIPTION
         assert isinstance(module.BINARY_ONLY, bool)
-        assert callable(module.synthetic) and isinstance(module.augmentation(0), list)
+        hooks = [h for h in ("synthetic", "augmentation", "select", "refine") if hasattr(module, h)]
+        assert hooks, f"{module.__name__} changes nothing"
+        assert all(callable(getattr(module, h)) for h in hooks)
+        if hasattr(module, "augmentation"):
+            assert isinstance(module.augmentation(0), list) and module.augmentation(0)
 
 
 @pytest.fixture()
@@ -67,3 +71,18 @@ def test_editing_training_code_makes_every_arm_stale_but_cli_does_not(package_co
     with open(package_copy / "training.py", "a") as f:
         f.write("\n# changed\n")
     assert code_fingerprint("none", package_copy) != none
+
+
+def test_a_changed_config_default_stales_only_the_runs_whose_config_it_changes(package_copy):
+    """config.py is keyed by value: its defaults reach a run's key through the resolved Config."""
+    from braintumor.config import Config
+    from braintumor.studies.spec import run_key
+
+    none = code_fingerprint("none", package_copy)
+    config = package_copy / "config.py"
+    config.write_text(config.read_text().replace('recipe: str = _opt("none"', 'recipe: str = _opt("nsa"'))
+    assert 'recipe: str = _opt("nsa"' in config.read_text()
+    assert code_fingerprint("none", package_copy) == none
+    explicit = Config(recipe="none")
+    assert run_key(explicit, "m", none) == run_key(Config().replace(recipe="none"), "m", none)
+    assert run_key(explicit, "m", none) != run_key(explicit.replace(recipe="nsa"), "m", none)

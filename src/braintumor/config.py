@@ -97,7 +97,8 @@ class Config:
     finetune_fraction: float = _opt(0.4, "share of backbone layers (from the top) unfrozen in phase 2")
     dropout: float = _opt(0.2, "dropout before the head")
     augment: bool = _opt(True, "augment training images in phase 2")
-    preprocess: str = _opt("none", "image preprocessing before resizing: none or crop-mask")
+    preprocess: str = _opt("none", "image preprocessing before resizing: none, crop-mask or crop-mask-zscore "
+                             "(crop-mask, then grey levels standardised inside the head)")
     recipe: str = _opt("none", "training recipe: none or a module of braintumor.recipes; combine with '+'")
     lesion_copies: int = _opt(1, "synthetic-lesion copies per healthy training image (recipe lesions)")
     seed: int = _opt(1337, "random seed")

@@ -182,6 +182,7 @@ def fit_ood(run_dir: str | Path, config: Config | None = None, progress: bool = 
     statistics, validation split for the thresholds), write ``ood.npz`` and the card's
     ``ood`` entry; return that entry. A quick (smoke) run uses its quick subsets."""
     from .data.tasks import get_task, stratified_subset
+    from .external.overlap import cached_features, features_key
     from .inference import Predictor
     from .models.classifier import extract_features, feature_model
     from .models.modelcard import update_card
@@ -200,7 +201,12 @@ def fit_ood(run_dir: str | Path, config: Config | None = None, progress: bool = 
 
     task_splits = {name: load_split(seen, name, card["task"], per_class=quick_per_class(trained, name),
                                     seed=trained.seed, progress=progress) for name in ("train", "val")}
-    f_train, f_val = feats(task_splits["train"]), feats(task_splits["val"])
+    # The external sets' overlap check caches the same model's features of the same
+    # training rows under the same key (the study runs it first): reuse them.
+    train = task_splits["train"]
+    key = features_key(run_dir, card, train.rows["sha256"])
+    f_train = cached_features(config.cache_path / "external" / f"train-features-{key}.npy", lambda: feats(train))
+    f_val = feats(task_splits["val"])
     if trained.quick:
         modality_per_class = min(modality_per_class, trained.quick_per_class // 2 or 1)
         modality_val_per_class = min(modality_val_per_class, max(5, trained.quick_per_class // 6))

@@ -250,7 +250,8 @@ def _phase1(model, data: TrainingData, config: Config, run: _Run, verbose: int) 
 
 def recipe_augmentation(config: Config) -> list:
     """The phase-2 augmentation layers the run's recipes add (none for ``none``/``lesions``)."""
-    return [layer for m in recipes.modules(config.recipe) for layer in m.augmentation(config.seed)]
+    return [layer for m in recipes.modules(config.recipe) if hasattr(m, "augmentation")
+            for layer in m.augmentation(config.seed)]
 
 
 def _phase2(model, backbone, strategy, data: TrainingData, config: Config, run_dir: Path, run: _Run,

@@ -82,7 +82,8 @@ def test_main_study_covers_the_issue_and_config_defaults_are_its_schedule():
     arms = {(a.task, a.preprocess, a.recipe) for a in study.arms}
     for task in ("ct", "mri", "mri_subtype", "pooled"):
         assert {(task, "none", "none"), (task, "crop-mask", "none")} <= arms
-    assert {("ct", "crop-mask", "lesions"), ("mri", "crop-mask", "lesions"), ("pooled", "crop-mask", "lesions")} <= arms
+    assert {("ct", "crop-mask", "nsa"), ("mri", "crop-mask", "nsa"), ("pooled", "crop-mask", "nsa")} <= arms
+    assert ("mri", "crop-mask-zscore", "none") in arms  # issue 14's intensity standardisation
     assert all(not a.schedule for a in study.arms)  # one schedule for every arm
     defaults = Config().to_dict()
     assert {k: defaults[k] for k in study.schedule} == study.schedule

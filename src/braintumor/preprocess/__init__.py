@@ -9,7 +9,9 @@ on them.
 * :mod:`~braintumor.preprocess.head` finds the head,
 * :mod:`~braintumor.preprocess.glyphs` and :mod:`~braintumor.preprocess.text` find
   burned-in annotation,
-* :mod:`~braintumor.preprocess.crop_mask` removes both (the ``crop-mask`` preprocessing).
+* :mod:`~braintumor.preprocess.crop_mask` removes both (the ``crop-mask`` preprocessing),
+* :mod:`~braintumor.preprocess.zscore` also standardises the head's intensities
+  (``crop-mask-zscore``).
 """
 from __future__ import annotations
 
@@ -20,7 +22,8 @@ import numpy as np
 
 from ..data.images import load_rgb, resize_pad
 from ..errors import BrainTumorError
-from . import crop_mask as _crop_mask  # the module; its function is registered below
+from . import crop_mask as _crop_mask  # the modules; their functions are registered below
+from . import zscore as _zscore
 
 
 def _unchanged(rgb: np.ndarray) -> np.ndarray:
@@ -37,6 +40,7 @@ def register_preprocessor(name: str, fn: Callable[[np.ndarray], np.ndarray]) -> 
 # Registered here, where the registry lives, so every process that prepares images
 # (training, predict, pool workers) has it.
 register_preprocessor("crop-mask", _crop_mask.crop_mask)
+register_preprocessor("crop-mask-zscore", _zscore.crop_mask_zscore)
 
 
 def get_preprocessor(name: str) -> Callable[[np.ndarray], np.ndarray]:

@@ -4,11 +4,11 @@ A recipe is one module in this package (``lesions.py`` is the recipe ``lesions``
 
 * ``DESCRIPTION``: one line for ``--help`` and the model card;
 * ``BINARY_ONLY``: whether it needs a healthy/tumour task;
+
+and one or more of the hooks:
+
 * ``synthetic(split, config)``: extra ``(images, y)`` for the train or val split, or ``None``;
-* ``augmentation(seed)``: extra Keras layers for phase 2's augmentation (may be empty);
-
-and optionally:
-
+* ``augmentation(seed)``: extra Keras layers for phase 2's augmentation;
 * ``select(split, config)``: positions of the split's real rows to train on (repeats allowed:
   source-balanced sampling), or ``None`` for all; one recipe of a combination at most;
 * ``refine(model, data, config, verbose)``: a last step on the selected model (e.g. refit

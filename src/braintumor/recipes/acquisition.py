@@ -61,11 +61,6 @@ LAYERS = ("RandomBiasField", "RandomBlur", "RandomNoise", "RandomResolution", "R
           "RandomWindow", "RandomJpeg")  # in the order augmentation() applies them
 
 
-def synthetic(split, config) -> None:
-    """No extra images: phase 1 sees the clean images (see the module docstring)."""
-    return None
-
-
 def augmentation(seed: int) -> list:
     """The seven acquisition layers, each seeded from ``seed`` (its own stream per layer)."""
     classes = _layer_classes()

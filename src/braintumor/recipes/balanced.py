@@ -36,14 +36,6 @@ DEPENDS = ("recipes/_sources.py", "audit/sources.py", "audit/representations.py"
 MIN_GROUP = 5  # groups with fewer training rows are kept once each, not resampled
 
 
-def synthetic(split, config) -> None:
-    return None
-
-
-def augmentation(seed: int) -> list:
-    return []
-
-
 def select(split, config) -> np.ndarray | None:
     """Positions into ``split.rows`` (repeats allowed, sorted) for train; ``None`` for val."""
     if split.name != "train":

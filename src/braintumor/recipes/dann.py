@@ -39,14 +39,6 @@ MAX_AUC_DROP = 0.01  # validation AUC the adversarial step may cost before it is
 SEED_OFFSET = 30  # the adversary's initialisation and the epoch's shuffle (nsa uses +20/+21)
 
 
-def synthetic(split, config) -> None:
-    return None
-
-
-def augmentation(seed: int) -> list:
-    return []
-
-
 def reversal_weight(progress: float, final: float) -> float:
     """Ganin et al.'s ramp ``final * (2 / (1 + exp(-10 p)) - 1)`` for ``p`` in [0, 1]."""
     return float(final * (2.0 / (1.0 + np.exp(-10.0 * progress)) - 1.0))

@@ -25,14 +25,6 @@ GROUPS = ("real", "pairs")
 TIE = 1e-6  # AUCs this close count as equal: the stronger regularisation wins
 
 
-def synthetic(split, config) -> None:
-    return None
-
-
-def augmentation(seed: int) -> list:
-    return []
-
-
 def groups(model, data, name: str, config, verbose: int = 0) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Pooled features and labels of split ``name``'s two groups: ``real`` (the selected real
     rows) and ``pairs`` (each healthy image that took a lesion, then its lesioned copy)."""

@@ -22,6 +22,3 @@ def synthetic(split, config) -> tuple[np.ndarray, np.ndarray]:
     images, _ = synthesize(split.images[healthy], config.lesion_copies, seed)
     return images, np.full(len(images), task.classes.index("tumor"), dtype=split.y.dtype)
 
-
-def augmentation(seed: int) -> list:
-    return []

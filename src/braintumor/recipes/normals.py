@@ -24,14 +24,6 @@ BINARY_ONLY = True
 ANOMALY_RECIPES = ("lesions", "patches", "nsa")  # the recipes whose synthetic images are labelled tumour
 
 
-def synthetic(split, config) -> None:
-    return None
-
-
-def augmentation(seed: int) -> list:
-    return []
-
-
 def select(split, config) -> np.ndarray | None:
     """Positions of the healthy rows of the train split; ``None`` (all rows) for validation."""
     if split.name != "train":

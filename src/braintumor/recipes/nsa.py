@@ -91,14 +91,19 @@ def blend(target: np.ndarray, donor: np.ndarray, rng: np.random.Generator) -> np
 
 def synthetic(split, config) -> tuple[np.ndarray, np.ndarray]:
     """``config.lesion_copies`` blended copies of each healthy image of ``split``, donors drawn
-    from the split's other healthy images; deterministic per (seed, split name)."""
+    from the split's other healthy images of the same modality (a CT patch in an MRI would
+    teach "foreign modality", not "anomaly"); deterministic per (seed, split name)."""
     task = split.task
     healthy = np.flatnonzero(split.y == task.classes.index("healthy"))
+    rows = getattr(split, "rows", None)
+    modality = (rows["modality"].to_numpy() if rows is not None and "modality" in rows
+                else np.zeros(len(split.y), dtype=object))
+    donors = {m: healthy[modality[healthy] == m] for m in set(modality[healthy])}
     rng = np.random.default_rng(config.seed + (20 if split.name == "train" else 21))
     out = []
     for _ in range(config.lesion_copies):
         for i in healthy:
-            made = _one_copy(split.images, healthy, i, rng)
+            made = _one_copy(split.images, donors[modality[i]], i, rng)
             if made is not None:
                 out.append(made)
     images = np.stack(out) if out else np.zeros((0, *split.images.shape[1:]), np.uint8)
@@ -117,6 +122,3 @@ def _one_copy(images, healthy: np.ndarray, i: int, rng: np.random.Generator):
             return made
     return None
 
-
-def augmentation(seed: int) -> list:
-    return []

@@ -55,6 +55,3 @@ def synthetic(split, config) -> tuple[np.ndarray, np.ndarray]:
     images = np.stack(out) if out else np.zeros((0, *split.images.shape[1:]), np.uint8)
     return images, np.full(len(images), task.classes.index("tumor"), dtype=split.y.dtype)
 
-
-def augmentation(seed: int) -> list:
-    return []

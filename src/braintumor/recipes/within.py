@@ -26,14 +26,6 @@ DEPENDS = ("recipes/_sources.py", "audit/sources.py", "audit/representations.py"
 MIN_PER_CLASS = 20  # training rows of each class a source needs to be kept
 
 
-def synthetic(split, config) -> None:
-    return None
-
-
-def augmentation(seed: int) -> list:
-    return []
-
-
 def select(split, config) -> np.ndarray | None:
     """Positions into ``split.rows`` of the kept sources' rows for train; ``None`` for val."""
     if split.name != "train":

@@ -47,6 +47,10 @@ LOCATION_FIELDS = ("root", "data_dir", "audit", "extra")
 # reading and file streaming, DICOM/NIfTI, external evaluation, audits, README/report writing).
 NOT_RESULT_AFFECTING = ("cli/", "serve.py", "__main__.py", "inputs.py", "predict_files.py", "studies/",
                         "reporting/", "scans/", "external/", "audit/")
+# Config's values are in the run key (:func:`run_key` hashes the whole resolved Config), and
+# config.py holds no training logic (paths and (de)serialisation), so a changed *default*
+# (the default recipe, say) makes stale exactly the runs whose config it changes.
+KEYED_BY_VALUE = ("config.py",)
 RECIPES_DIR = "recipes/"
 
 
@@ -68,7 +72,7 @@ def code_fingerprint(recipe: str = "none", package_dir: Path | None = None) -> s
         rel = path.relative_to(package_dir).as_posix()
         skipped = any(rel.startswith(skip) if skip.endswith("/") else rel == skip
                       for skip in NOT_RESULT_AFFECTING)
-        if skipped and rel not in declared:
+        if (skipped and rel not in declared) or rel in KEYED_BY_VALUE:
             continue
         if rel.startswith(RECIPES_DIR) and rel not in own | declared:
             continue
