@@ -1,5 +1,5 @@
 """Insert (or refresh) the notebook's matched-study cells (section 7) and the study's trade-off
-figure (section 11), with outputs computed from the committed reports (the same way sections
+figures, round 1 beside round 2 (section 11), with outputs computed from the committed reports (the same way sections
 10-12 read them)."""
 import base64, io, json, sys, uuid
 from pathlib import Path
@@ -17,18 +17,20 @@ from the **matched study** (`studies/main.toml`, `make study`): every task × {n
 training recipes against source shortcuts, × 3 seeds on one schedule (head, then 2 fine-tuning
 epochs; the better phase on validation is kept), each run evaluated on the Kaggle test split and,
 for MRI, on the external sets of section 10. `braintumor study run` is resumable and runs in
-sessions; the tables show what has finished (mean ± sd over seeds, pooled 95% interval), then the
-paired comparisons the study file declares."""
+sessions; the tables show what has finished of round 2 (mean ± sd over seeds, pooled 95%
+interval), then the paired comparisons the study file declares, then round 1's comparisons: the
+screening round whose external scores chose round 2's recipes (`reports/studies/main-pilot/`)."""
 code = """import json
 from IPython.display import Markdown
 from braintumor.config import project_root
 from braintumor.studies.report import markdown as study_markdown
 
-study_dir = project_root() / "reports" / "studies" / "main"  # committed, also in QUICK mode
+studies = project_root() / "reports" / "studies"  # committed, also in QUICK mode
+study_dir, round1_dir = studies / "main", studies / "main-pilot"
 display(Markdown(study_markdown(json.loads((study_dir / "summary.json").read_text()))))
-if (study_dir / "comparisons.md").is_file():
-    display(Markdown((study_dir / "comparisons.md").read_text().split("\\n", 2)[2]))"""
-
+for folder in (study_dir, round1_dir):
+    if (folder / "comparisons.md").is_file():
+        display(Markdown((folder / "comparisons.md").read_text().replace("# Study main", f"# {folder.name}")))"""
 
 
 def upsert(cells, mark: str, md: str, code: str, anchor: str, outputs: list) -> int:
@@ -55,20 +57,31 @@ from braintumor.studies.report import markdown as study_markdown
 study_dir = ROOT / "reports" / "studies" / "main"
 summary = json.loads((study_dir / "summary.json").read_text())
 outs = [nbformat.v4.new_output("display_data", data={"text/markdown": study_markdown(summary), "text/plain": "<IPython.core.display.Markdown object>"})]
-if (study_dir / "comparisons.md").is_file():
-    outs.append(nbformat.v4.new_output("display_data", data={"text/markdown": (study_dir / "comparisons.md").read_text().split("\n", 2)[2], "text/plain": "<IPython.core.display.Markdown object>"}))
+for folder in (study_dir, ROOT / "reports" / "studies" / "main-pilot"):
+    if (folder / "comparisons.md").is_file():
+        text = (folder / "comparisons.md").read_text().replace("# Study main", f"# {folder.name}")
+        outs.append(nbformat.v4.new_output("display_data", data={"text/markdown": text, "text/plain": "<IPython.core.display.Markdown object>"}))
 
 # Section 11: the study's recipes on both external sets, as one figure (after the lesions grid).
 FIG_MARK = "<!-- study-tradeoff -->"
 fig_md = FIG_MARK + """
 Every training recipe of the matched study on both external sets: what it buys on tumour vs
 tumour-free slices of the same scans (x) against what it costs on unseen SARTAJ images (y); the
-shaded corner is the target. Choosing a recipe from this picture is a choice made on `lgg-flair-a`."""
-fig_code = """from braintumor.studies.figures import recipe_tradeoff
+shaded corner is the target. Round 1 (left) screened the recipes; round 2 (right) re-runs the
+ones it kept. Choosing a recipe from this picture is a choice made on `lgg-flair-a`."""
+fig_code = """import matplotlib.pyplot as plt
+from braintumor.studies.figures import recipe_tradeoff
 
-recipe_tradeoff(json.loads((study_dir / "summary.json").read_text()));"""
+fig, axes = plt.subplots(1, 2, figsize=(13, 5.5))
+for ax, folder, title in zip(axes, (round1_dir, study_dir), ("round 1 (screening)", "round 2")):
+    recipe_tradeoff(json.loads((folder / "summary.json").read_text()), ax=ax)
+    ax.set_title(title)"""
+fig, axes = plt.subplots(1, 2, figsize=(13, 5.5))
+for ax, folder, title in zip(axes, (ROOT / "reports" / "studies" / "main-pilot", study_dir), ("round 1 (screening)", "round 2")):
+    recipe_tradeoff(json.loads((folder / "summary.json").read_text()), ax=ax)
+    ax.set_title(title)
 buf = io.BytesIO()
-recipe_tradeoff(summary).savefig(buf, format="png", dpi=80, bbox_inches="tight")
+fig.savefig(buf, format="png", dpi=80, bbox_inches="tight")
 plt.close("all")
 fig_outs = [nbformat.v4.new_output("display_data", data={
     "image/png": base64.b64encode(buf.getvalue()).decode(), "text/plain": "<Figure>"})]

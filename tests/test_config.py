@@ -50,3 +50,34 @@ def test_every_data_command_takes_split_name():
         assert config_from_args(parser.parse_args([command, *extra, "--split-name", "s"])).split_name == "s"
     with pytest.raises(SystemExit):
         parser.parse_args(["evaluate", "--model", "m", "--rule", "nonsense"])
+
+
+@pytest.fixture
+def study_defaults(monkeypatch):
+    """Task defaults as the study might set them: MRI crop-masked with a recipe, CT plain."""
+    import braintumor.config as config
+
+    monkeypatch.setattr(config, "TASK_DEFAULTS", {"mri": {"preprocess": "crop-mask", "recipe": "nsa"}})
+
+
+def test_unset_preprocessing_and_recipe_take_the_tasks_defaults(study_defaults):
+    assert (Config(task="mri").preprocess, Config(task="mri").recipe) == ("crop-mask", "nsa")
+    assert (Config(task="ct").preprocess, Config(task="ct").recipe) == ("none", "none")
+    assert Config(task="mri", recipe="none").recipe == "none"  # said explicitly: kept
+    assert Config(task="mri").to_dict()["recipe"] == "nsa"  # resolved, so a study's run key sees it
+
+
+def test_a_new_task_brings_its_defaults_unless_the_setting_was_chosen(study_defaults):
+    mri = Config(task="mri")
+    assert mri.replace(task="mri_subtype").recipe == "none"  # nsa would not fit a 3-class task
+    assert mri.replace(task="mri_subtype", recipe="lesions").recipe == "lesions"
+    chosen = Config(task="ct", preprocess="crop-mask-zscore")
+    assert chosen.replace(task="mri").preprocess == "crop-mask-zscore" and chosen.replace(task="mri").recipe == "nsa"
+    assert parse("train", "--task", "mri").recipe == "nsa"
+    assert parse("train", "--task", "mri", "--recipe", "none", "--preprocess", "none").recipe == "none"
+
+
+def test_an_older_card_without_the_settings_means_plain(study_defaults):
+    card = {k: v for k, v in Config(task="mri").to_dict().items() if k not in ("preprocess", "recipe")}
+    old = Config.from_dict(card)
+    assert (old.preprocess, old.recipe) == ("none", "none")

@@ -32,6 +32,20 @@ def project_root() -> Path:
     return Path.cwd().resolve()
 
 
+# How a task is trained when a run does not say: the best arm of the matched study for that
+# task (studies/main.toml; README, "Detecting the tumour"), so that `braintumor train` makes
+# the models the study supports. A study keys runs by their resolved Config, so changing an
+# entry here makes stale exactly the runs whose settings it changes. Tasks not listed train
+# plainly (raw images, no recipe).
+TASK_DEFAULTS: dict[str, dict[str, str]] = {}
+PLAIN = {"preprocess": "none", "recipe": "none"}
+
+
+def task_defaults(task: str) -> dict[str, str]:
+    """``preprocess`` and ``recipe`` of ``task`` when a run leaves them unset (:data:`TASK_DEFAULTS`)."""
+    return {**PLAIN, **TASK_DEFAULTS.get(task, {})}
+
+
 def _opt(default=dataclasses.MISSING, help: str = "", **cli):
     """A settings field whose ``help`` (and CLI details: ``flag``, ``type``) the command line
     reads (:func:`braintumor.cli.add_option`); mutable defaults are copied per instance."""
@@ -97,9 +111,12 @@ class Config:
     finetune_fraction: float = _opt(0.4, "share of backbone layers (from the top) unfrozen in phase 2")
     dropout: float = _opt(0.2, "dropout before the head")
     augment: bool = _opt(True, "augment training images in phase 2")
-    preprocess: str = _opt("none", "image preprocessing before resizing: none, crop-mask or crop-mask-zscore "
-                             "(crop-mask, then grey levels standardised inside the head)")
-    recipe: str = _opt("none", "training recipe: none or a module of braintumor.recipes; combine with '+'")
+    # None: the task's default (task_defaults), filled in on construction.
+    preprocess: str | None = _opt(None, "image preprocessing before resizing: none, crop-mask or "
+                                  "crop-mask-zscore (crop-mask, then grey levels standardised inside the head)",
+                                  type=str)
+    recipe: str | None = _opt(None, "training recipe: none or a module of braintumor.recipes; combine with '+'",
+                              type=str)
     lesion_copies: int = _opt(1, "synthetic-lesion copies per healthy training image (recipe lesions)")
     seed: int = _opt(1337, "random seed")
     quick: bool = _opt(False, "small stratified subset and few epochs (smoke run)")
@@ -114,6 +131,11 @@ class Config:
     audit: AuditSettings = field(default_factory=AuditSettings)
     evaluation: EvaluationSettings = field(default_factory=EvaluationSettings)
     extra: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        for name, value in task_defaults(self.task).items():
+            if getattr(self, name) is None:
+                setattr(self, name, value)
 
     # -- paths ---------------------------------------------------------------------
     @property
@@ -149,7 +171,12 @@ class Config:
         return self.root_path / "reports"
 
     def replace(self, **changes) -> "Config":
-        """A copy with ``changes``; ``audit`` / ``evaluation`` also take a dict of their fields."""
+        """A copy with ``changes``; ``audit`` / ``evaluation`` also take a dict of their fields.
+        A new ``task`` brings its own defaults for settings that held the old task's defaults."""
+        if changes.get("task", self.task) != self.task:
+            for name, value in task_defaults(self.task).items():
+                if name not in changes and getattr(self, name) == value:
+                    changes[name] = None
         for name in _SECTIONS:
             if isinstance(changes.get(name), dict):
                 changes[name] = dataclasses.replace(getattr(self, name), **changes[name])
@@ -161,8 +188,10 @@ class Config:
 
     @classmethod
     def from_dict(cls, d: dict) -> "Config":
-        """The inverse of :meth:`to_dict`; unknown keys (from older or newer cards) are ignored."""
-        return _from_dict(cls, d)
+        """The inverse of :meth:`to_dict`; unknown keys (from older or newer cards) are ignored,
+        and settings an older card predates mean what they meant then (plain: no preprocessing,
+        no recipe), not today's task defaults."""
+        return _from_dict(cls, {**PLAIN, **d})
 
 
 _SECTIONS = {"audit": AuditSettings, "evaluation": EvaluationSettings}

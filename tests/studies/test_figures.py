@@ -36,7 +36,7 @@ def test_only_arms_scored_on_both_sets_are_points(tmp_path):
     }}
     points = tradeoff_points(summary)
     assert [p["arm"] for p in points] == ["mri-crop-mask-nsa"]
-    assert points[0]["label"] == "mri: crop-mask + nsa"
+    assert points[0]["label"] == "mri: crop-mask + nsa" and points[0]["short"] == "nsa"
     assert points[0]["seeds"] == [(0.73, 0.985), (0.75, 0.98)]
     path = write_tradeoff(summary, tmp_path / "tradeoff.png")
     assert path.is_file() and path.read_bytes()[:4] == b"\x89PNG"
@@ -46,3 +46,18 @@ def test_no_figure_without_an_arm_on_both_sets(tmp_path):
     summary = {"arms": {"mri-crop-mask-x": _arm("x", [_record(1, None, 0.99)])}}
     assert write_tradeoff(summary, tmp_path / "t.png") is None
     assert not (tmp_path / "t.png").exists()
+
+
+def test_annotations_say_what_an_arm_adds_to_crop_mask_and_rounds_share_a_figure():
+    import matplotlib.pyplot as plt
+
+    from braintumor.studies.figures import recipe_tradeoff
+
+    zscore_nsa = {**_arm("nsa", [_record(1, 0.8, 0.98)]), "preprocess": "crop-mask-zscore"}
+    plain = _arm("none", [_record(1, 0.6, 0.99)])
+    summary = {"arms": {"a": zscore_nsa, "b": plain}}
+    assert sorted(p["short"] for p in tradeoff_points(summary)) == ["crop-mask", "zscore + nsa"]
+    fig, axes = plt.subplots(1, 2)
+    assert recipe_tradeoff(summary, ax=axes[1]) is fig
+    assert len(axes[1].texts) == 2 and not axes[0].texts
+    plt.close(fig)

@@ -164,6 +164,7 @@ def add_parsers(sub) -> None:
 
 
 def _train_options(p: argparse.ArgumentParser) -> None:
+    from ..config import task_defaults
     from ..data.tasks import TASKS
     from ..recipes import available, describe
 
@@ -174,10 +175,17 @@ def _train_options(p: argparse.ArgumentParser) -> None:
     add_option(p, "quick")
     p.add_argument("--epochs", type=int, help="fine-tuning epochs (same as --epochs-finetune)")
     for name in ("epochs_frozen", "epochs_finetune", "image_size", "batch_size", "lr_frozen", "lr_finetune",
-                 "finetune_fraction", "preprocess", "lesion_copies", "augment", "seed"):
+                 "finetune_fraction", "lesion_copies", "augment", "seed"):
         add_option(p, name)
+
+    def per_task(name: str) -> str:  # Config.TASK_DEFAULTS: the study's best arm per task
+        return " (default: the task's; " + ", ".join(f"{t} {task_defaults(t)[name]}" for t in sorted(TASKS)) + ")"
+
+    add_option(p, "preprocess", help="image preprocessing: none; crop-mask (text removed, outside the head "
+               "blanked, cropped to it); crop-mask-zscore (and grey levels standardised inside the head)"
+               + per_task("preprocess"))
     add_option(p, "recipe", help="training recipe, or several joined by '+': none; "
-               + "; ".join(describe(r) for r in available()[1:]) + " (default: none)")
+               + "; ".join(describe(r) for r in available()[1:]) + per_task("recipe"))
     p.add_argument("--verbose", type=int, default=1, choices=[0, 1, 2], help="Keras verbosity")
 
 

@@ -14,6 +14,12 @@ def _label(arm: str, entry: dict) -> str:
     return f"{entry['task']}: {entry['preprocess']}" + (f" + {entry['recipe']}" if entry["recipe"] != "none" else "")
 
 
+def _short(entry: dict) -> str:
+    """The point's annotation: what the arm adds to plain crop-mask (``zscore + nsa``)."""
+    parts = [entry["preprocess"].replace("crop-mask-", "").replace("crop-mask", ""), entry["recipe"]]
+    return " + ".join(p for p in parts if p and p != "none") or entry["preprocess"]
+
+
 def tradeoff_points(summary: dict) -> list[dict]:
     """Arms scored on both sets: label, pooled AUC with interval per set, per-seed AUCs."""
     points = []
@@ -23,16 +29,17 @@ def tradeoff_points(summary: dict) -> list[dict]:
         if any(a is None for a in aucs):
             continue
         seeds = sorted(set(aucs[0].get("per_seed", {})) & set(aucs[1].get("per_seed", {})), key=int)
-        points.append({"arm": arm, "label": _label(arm, entry), "n_seeds": entry["n_seeds"],
+        points.append({"arm": arm, "label": _label(arm, entry), "short": _short(entry), "n_seeds": entry["n_seeds"],
                        "x": aucs[0], "y": aucs[1],
                        "seeds": [(aucs[0]["per_seed"][k], aucs[1]["per_seed"][k]) for k in seeds]})
     return points
 
 
-def recipe_tradeoff(summary: dict):
-    """Same-scan AUC (x) against SARTAJ AUC (y) per arm; the target corner shaded."""
+def recipe_tradeoff(summary: dict, ax=None):
+    """Same-scan AUC (x) against SARTAJ AUC (y) per arm; the target corner shaded. Drawn on
+    ``ax`` if given (side by side with another round), else on a new figure."""
     points = tradeoff_points(summary)
-    fig, ax = plt.subplots(figsize=(7.5, 5.5))
+    fig, ax = plt.subplots(figsize=(7.5, 5.5)) if ax is None else (ax.figure, ax)
     ax.fill_between([TARGET[X_SET], 1.0], TARGET[Y_SET], 1.0, color="tab:green", alpha=0.12,
                     label="target (both AUCs)")
     ax.axvline(0.5, ls=":", c="grey", lw=1)
@@ -43,7 +50,7 @@ def recipe_tradeoff(summary: dict):
         ax.errorbar(x["value"], y["value"], xerr=[[x["value"] - x["low"]], [x["high"] - x["value"]]],
                     yerr=[[y["value"] - y["low"]], [y["high"] - y["value"]]], fmt="o", color=c, ms=6,
                     capsize=2, lw=1, label=f"{p['label']} (n={p['n_seeds']})")
-        ax.annotate(p["label"].split(": ", 1)[1].replace("crop-mask + ", ""), (x["value"], y["value"]),
+        ax.annotate(p["short"], (x["value"], y["value"]),
                     xytext=(4, 4), textcoords="offset points", fontsize=7, color=c)
         if len(p["seeds"]) > 1:
             ax.scatter(*zip(*p["seeds"]), s=12, color=c, alpha=0.6, marker="x")
