@@ -63,7 +63,7 @@ study: install seed-weights
 # the study, 40-per-class audits, the notebook in QUICK mode) in a scratch project folder that
 # links the caches, so the study's models, reports and README are left alone.
 reproduce: install seed-weights
-	@set -e; root=.; audit=; \
+	@set -eo pipefail; root=.; audit=; \
 	if [ -n "$(QUICK)" ]; then \
 	  root=$$($(PY) -c "from braintumor.config import scratch_root; print(scratch_root())"); \
 	  export BRAINTUMOR_ROOT=$$root; audit="--limit-per-class 40 --resamples 200"; \
@@ -74,8 +74,9 @@ reproduce: install seed-weights
 	$(VENV)/bin/braintumor split --check; \
 	if [ -n "$(QUICK)" ]; then \
 	  for t in $(TASKS); do \
-	    $(VENV)/bin/braintumor train --task $$t --quick $(TRAIN_ARGS); \
-	    $(VENV)/bin/braintumor evaluate --model $$root/models/$$t; done; \
+	    run=$$($(VENV)/bin/braintumor train --task $$t --quick $(TRAIN_ARGS) | tee /dev/stderr \
+	          | sed -n 's/^model folder: //p'); \
+	    $(VENV)/bin/braintumor evaluate --model $$run; done; \
 	else \
 	  $(VENV)/bin/braintumor study run; \
 	  $(VENV)/bin/braintumor study report --update-readme; fi; \

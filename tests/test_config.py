@@ -81,3 +81,21 @@ def test_an_older_card_without_the_settings_means_plain(study_defaults):
     card = {k: v for k, v in Config(task="mri").to_dict().items() if k not in ("preprocess", "recipe")}
     old = Config.from_dict(card)
     assert (old.preprocess, old.recipe) == ("none", "none")
+
+
+def test_the_shipped_task_defaults_name_settings_that_exist_and_fit_their_task():
+    from braintumor import recipes
+    from braintumor.config import TASK_DEFAULTS, defaults_note, task_defaults
+    from braintumor.data.tasks import TASKS
+    from braintumor.preprocess import get_preprocessor
+
+    assert set(TASK_DEFAULTS) <= set(TASKS)
+    for name, task in TASKS.items():
+        default = task_defaults(name)
+        get_preprocessor(default["preprocess"])  # raises for an unknown name
+        recipes.check(default["recipe"], task.binary, name)  # raises for a recipe the task cannot use
+        note = defaults_note(Config(task=name))
+        assert note["this_run_uses_it"] and note["recipe"] == Config(task=name).recipe
+        assert ("round 2" in note["chosen_by"]) == (name in TASK_DEFAULTS)
+    assert not defaults_note(Config(task="mri", recipe="none", preprocess="none"))["this_run_uses_it"] \
+        or task_defaults("mri") == {"preprocess": "none", "recipe": "none"}

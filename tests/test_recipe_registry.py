@@ -80,9 +80,13 @@ def test_a_changed_config_default_stales_only_the_runs_whose_config_it_changes(p
 
     none = code_fingerprint("none", package_copy)
     config = package_copy / "config.py"
-    config.write_text(config.read_text().replace('recipe: str = _opt("none"', 'recipe: str = _opt("nsa"'))
-    assert 'recipe: str = _opt("nsa"' in config.read_text()
+    text = config.read_text()
+    changed = text.replace("TASK_DEFAULTS: dict[str, dict[str, str]] = {",
+                           'TASK_DEFAULTS: dict[str, dict[str, str]] = {"pooled": {"recipe": "nsa"}, ')
+    assert changed != text, "config.py no longer declares TASK_DEFAULTS as this test expects"
+    config.write_text(changed)
     assert code_fingerprint("none", package_copy) == none
-    explicit = Config(recipe="none")
-    assert run_key(explicit, "m", none) == run_key(Config().replace(recipe="none"), "m", none)
+    explicit = Config(task="mri", preprocess="none", recipe="none")
+    defaulted = Config(task="mri").replace(preprocess="none", recipe="none")  # whatever the defaults are
+    assert run_key(explicit, "m", none) == run_key(defaulted, "m", none)
     assert run_key(explicit, "m", none) != run_key(explicit.replace(recipe="nsa"), "m", none)

@@ -59,7 +59,8 @@ def make_sourced(base: Path, with_sources_file: bool = True) -> dict:
     project = base / "project"
     manifest = group_aware_split(build_index(root, workers=1, progress=False), (0.6, 0.2, 0.2), seed=3)
     write_manifest(manifest, project / "data" / "splits" / "default.csv")
-    config = Config(task="mri", data_dir=str(root), root=str(project), image_size=32, seed=5)
+    config = Config(task="mri", preprocess="none", recipe="none", data_dir=str(root), root=str(project),
+                    image_size=32, seed=5)
     return {"root": root, "config": config, "base": base}
 
 
@@ -196,7 +197,7 @@ def test_the_recipes_are_registered_and_fingerprint_their_source_code(tmp_path):
 @pytest.mark.slow
 def test_real_mri_sources_and_balancing(real_dataset, real_index):
     """The MRI rows' sources are the committed audit's class mix; balancing evens the groups."""
-    config = Config(task="mri", data_dir=str(real_dataset), root=str(PROJECT))
+    config = Config(task="mri", preprocess="none", recipe="none", data_dir=str(real_dataset), root=str(PROJECT))
     assert config.seed == _sources.CLUSTER_SEED and config.image_size == 224  # the audit's settings
     from braintumor.audit.sources import row_sources
     import braintumor.audit.sources as audit_sources

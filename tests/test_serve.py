@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import os
 import sys
 import time
 from pathlib import Path
@@ -134,6 +135,17 @@ def test_no_model_page_says_so_and_gives_the_train_command(monkeypatch, tmp_path
     assert [c.value for c in at.code] == ["braintumor train --task mri --epochs-finetune 0"]
     assert "no weights" in at.caption[0].value and "mri/20250101-000000-a" in at.caption[0].value
     assert not at.selectbox and not at.error
+
+
+def test_a_model_folder_that_is_not_there_gives_the_no_model_page(monkeypatch, tmp_path):
+    models = tmp_path / "models"
+    _fake_run(models / "mri-crop-mask" / "20250101-000000-a", weights=False)
+    # No such folder: the page falls back to the project's models/ instead of failing.
+    assert serve.default_models_dir(models / "mri") == Path(os.environ["BRAINTUMOR_ROOT"]).expanduser() / "models"
+    assert serve.default_run([models / "mri-crop-mask" / "20250101-000000-a"], models / "mri") is None
+    at = _app_test(monkeypatch, "--models-dir", models, "--model", models / "mri")
+    assert [s.value for s in at.subheader] == ["No trained model yet"]
+    assert f"--model {models / 'mri'}" in at.info[0].value
 
 
 def test_results_block_shows_errors_predictions_and_warnings():

@@ -71,10 +71,8 @@ def default_models_dir(model: str | Path | None = None) -> Path:
     ``$BRAINTUMOR_ROOT/models``, else ``./models``."""
     if model:
         p = Path(model)
-        from braintumor.inference import resolve_run
-
-        run = resolve_run(p)
-        if (run / CARD_NAME).is_file():
+        run = _resolved(p)
+        if run is not None and (run / CARD_NAME).is_file():
             return run.parent.parent
         if p.is_dir():
             return p.parent
@@ -86,10 +84,19 @@ def default_run(runs: list[Path], model: str | Path | None) -> Path | None:
     """The run ``--model`` names (newest run of a task folder), if it is among ``runs``."""
     if not model:
         return None
+    wanted = _resolved(Path(model))
+    return None if wanted is None else next((r for r in runs if r.resolve() == wanted.resolve()), None)
+
+
+def _resolved(model: Path) -> Path | None:
+    """``resolve_run(model)``, or None when there is no such folder (the page then says so)."""
+    from braintumor.errors import ModelCardError
     from braintumor.inference import resolve_run
 
-    wanted = resolve_run(model).resolve()
-    return next((r for r in runs if r.resolve() == wanted), None)
+    try:
+        return resolve_run(model)
+    except ModelCardError:
+        return None
 
 
 def shown(path: Path) -> str:
@@ -352,8 +359,8 @@ def _no_model_page(st, models_dir: Path, model: str | None) -> None:
     st.markdown("That trains a classifier head on the frozen pretrained backbone, without fine-tuning: "
                 "the quickest real model (minutes on a laptop CPU, most of it decoding images and "
                 "extracting features). Add `--quick` for a smoke-test model on a small subset in about "
-                "a minute. Run `braintumor evaluate --model models/mri` afterwards for a calibrated "
-                "probability and a validated decision threshold.")
+                "a minute. Run `braintumor evaluate --model FOLDER` afterwards, with the model folder "
+                "it prints, for a calibrated probability and a validated decision threshold.")
     orphans = cards_without_weights(models_dir)
     if orphans:
         st.caption(f"{len(orphans)} model card(s) there have no weights ({MODEL_NAME} is not kept in git): "

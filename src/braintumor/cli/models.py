@@ -19,8 +19,19 @@ def cmd_train(args) -> int:
     if cfg.quick and args.epochs is None:
         cfg = cfg.replace(epochs_frozen=min(cfg.epochs_frozen, 20), epochs_finetune=min(cfg.epochs_finetune, 1))
     run_dir = train(cfg, verbose=args.verbose)
+    note_task_defaults(run_dir, cfg)
     print(f"model folder: {run_dir}")
     return 0
+
+
+def note_task_defaults(run_dir, cfg) -> None:
+    """Say in the model card whether the run used its task's default training, and why that
+    is the default (the matched study's best arm)."""
+    from ..config import defaults_note
+    from ..models.modelcard import read_card, write_card
+
+    card = read_card(run_dir)
+    write_card(run_dir, {**card, "task_defaults": defaults_note(cfg)})
 
 
 def cmd_evaluate(args) -> int:
