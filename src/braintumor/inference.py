@@ -20,8 +20,7 @@ import pandas as pd
 
 from .metrics import apply_temperature
 from .models.classifier import LOGITS_LAYER, POOL_LAYER
-from .errors import ModelCardError
-from .models.modelcard import MODEL_NAME, is_run, load_run
+from .models.modelcard import is_run, load_run
 
 __all__ = ["Predictor", "expand_inputs", "predict", "resolve_run", "volume_table", "write_gradcams",
            "write_results"]
@@ -30,35 +29,13 @@ CHECK_COLUMNS = ["modality", "p_ct", "ood_score", "in_distribution", "warning"]
 
 
 def resolve_run(path: str | Path) -> Path:
-    """A run folder, or the newest run inside a task folder such as ``models/ct``: of the runs
-    with trained weights if any has them (a clone holds only the committed cards)."""
+    """A run folder, or the newest run inside a task folder such as ``models/ct``."""
     p = Path(path)
     if p.is_dir() and not is_run(p):
         runs = sorted(d for d in p.iterdir() if is_run(d))
-        trained = [d for d in runs if (d / MODEL_NAME).is_file()]
         if runs:
-            return (trained or runs)[-1]  # run ids start with a timestamp
-    if not p.exists():
-        _missing_model(p)
+            return runs[-1]  # run ids start with a timestamp
     return p
-
-
-def _missing_model(p: Path) -> None:
-    """A clear error for a model folder that is not there, naming the folders a task's runs
-    land in (``models/mri`` holds raw-image runs; the default MRI model is elsewhere)."""
-    from .config import result_name, task_defaults
-    from .data.tasks import TASKS
-
-    hint = ""
-    if p.name in TASKS:
-        default = p.parent / result_name(p.name, **task_defaults(p.name))
-        if default != p:
-            hint = (f"; `braintumor train --task {p.name}` saves to {default} (the task's default "
-                    f"preprocessing and recipe, `braintumor train --help`)")
-    siblings = sorted(d.name for d in p.parent.glob(f"{p.name}*") if d.is_dir()) if p.parent.is_dir() else []
-    if siblings:
-        hint += f"; model folders here: {', '.join(siblings)}"
-    raise ModelCardError(f"{p}: no such model folder{hint or ' (train one with `braintumor train`)'}")
 
 
 def probabilities_from_logits(logits: np.ndarray, temperature: float, binary: bool) -> np.ndarray:

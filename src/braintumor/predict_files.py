@@ -23,9 +23,10 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from .errors import BrainTumorError
+from .errors import BrainTumorError, ModelCardError
 from .inference import CHECK_COLUMNS, Predictor, probabilities_from_logits, resolve_run
 from .inputs import Item, expand_inputs, load_source
+from .models.modelcard import MODEL_NAME, is_run
 from .ood import FLAT_WARNING, add_flat
 
 # Sources read in this process (no worker pool to start) when there are at most this many.
@@ -246,6 +247,40 @@ def volume_table(df: pd.DataFrame, classes: list[str]) -> pd.DataFrame:
     return out
 
 
+def find_model(path: str | Path) -> Path:
+    """What ``--model`` means for predict, evaluate and the web app: a run folder, or of a task
+    folder such as ``models/ct`` its newest run with trained weights (a clone holds only the
+    committed cards; the newest card when no run has weights, so the error says so). A folder
+    that is not there is an error naming where the task's runs land.
+
+    Here rather than in :func:`braintumor.inference.resolve_run` (which training and
+    evaluation import), so that it can change without making finished study runs stale."""
+    p = Path(path)
+    if p.is_dir() and not is_run(p):
+        trained = sorted(d for d in p.iterdir() if is_run(d) and (d / MODEL_NAME).is_file())
+        if trained:
+            return trained[-1]  # run ids start with a timestamp
+    if not p.exists():
+        _missing_model(p)
+    return resolve_run(p)
+
+
+def _missing_model(p: Path) -> None:
+    from .config import result_name, task_defaults
+    from .data.tasks import TASKS
+
+    hint = ""
+    if p.name in TASKS:
+        default = p.parent / result_name(p.name, **task_defaults(p.name))
+        if default != p:
+            hint = (f"; `braintumor train --task {p.name}` saves to {default} (the task's default "
+                    f"preprocessing and recipe, `braintumor train --help`)")
+    siblings = sorted(d.name for d in p.parent.glob(f"{p.name}*") if d.is_dir()) if p.parent.is_dir() else []
+    if siblings:
+        hint += f"; model folders here: {', '.join(siblings)}"
+    raise ModelCardError(f"{p}: no such model folder{hint or ' (train one with `braintumor train`)'}")
+
+
 def predict(inputs, model: str | Path, batch_size: int = 32, progress: bool = False,
             workers: int | None = None) -> pd.DataFrame:
     """Predict for files, folders or globs (images, DICOM files and series, NIfTI volumes)
@@ -256,7 +291,7 @@ def predict(inputs, model: str | Path, batch_size: int = 32, progress: bool = Fa
     paths = expand_inputs(list(inputs))
     if not paths:
         raise BrainTumorError(f"no image or scan files found in {list(inputs)}")
-    return Predictor.load(resolve_run(model)).predict_paths(paths, batch_size=batch_size, progress=progress,
+    return Predictor.load(find_model(model)).predict_paths(paths, batch_size=batch_size, progress=progress,
                                                             workers=workers)
 
 

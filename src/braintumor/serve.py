@@ -89,12 +89,12 @@ def default_run(runs: list[Path], model: str | Path | None) -> Path | None:
 
 
 def _resolved(model: Path) -> Path | None:
-    """``resolve_run(model)``, or None when there is no such folder (the page then says so)."""
+    """``find_model(model)``, or None when there is no such folder (the page then says so)."""
     from braintumor.errors import ModelCardError
-    from braintumor.inference import resolve_run
+    from braintumor.predict_files import find_model
 
     try:
-        return resolve_run(model)
+        return find_model(model)
     except ModelCardError:
         return None
 

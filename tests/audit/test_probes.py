@@ -81,3 +81,14 @@ def test_image_statistics_columns_are_fixed_by_the_index():
 
 
 # --------------------------------------------------------------------- real CT tumours
+
+
+def test_a_probe_that_calls_everything_one_class_has_an_interval_with_width():
+    """Balanced accuracy of a constant call is 0.5 in every bootstrap resample; the report
+    holds the edge with the recalls' Wilson intervals, as a model's report does."""
+    y = np.r_[np.zeros(300, int), np.ones(449, int)]
+    p = np.full(y.size, 0.3)  # everything 'healthy'
+    report = probes.heldout_report(y, p, np.arange(y.size), n_resamples=200, seed=0)
+    bal = report["balanced_accuracy"]
+    assert bal["value"] == 0.5 and bal["low"] < 0.5 < bal["high"] and bal["interval"] == "wilson-mover"
+    assert report["accuracy"]["interval"] == "bootstrap" and report["accuracy"]["low"] < report["accuracy"]["high"]

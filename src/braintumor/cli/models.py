@@ -36,11 +36,12 @@ def note_task_defaults(run_dir, cfg) -> None:
 
 def cmd_evaluate(args) -> int:
     from ..evaluate import evaluate_run, report_dir
-    from ..inference import resolve_run
+    from ..predict_files import find_model
     from ..metrics import format_ci
 
     cfg = config_from_args(args)
-    report = evaluate_run(resolve_run(args.model), cfg, figures=not args.no_figures)
+    run = find_model(args.model)
+    report = evaluate_run(run, cfg, figures=not args.no_figures)
     m = report["test"]["metrics"]
     print(f"{report['task']} — {report['run_id']} — test n={report['test']['n_images']} "
           f"({report['test']['n_groups']} duplicate groups), 95% CI by group bootstrap")
@@ -54,22 +55,21 @@ def cmd_evaluate(args) -> int:
     if report["threshold"]:
         t = report["threshold"]
         print(f"  threshold {t['threshold']:.4f} ({t['rule']}, chosen on validation)")
-    print(f"wrote {report_dir(cfg, {'task': report['task'], 'preprocess': report['preprocess']})}/metrics.json")
+    print(f"wrote {report_dir(cfg, report)}/metrics.json")  # task, preprocess and recipe name the folder
     if not args.no_ood:
         from ..ood import fit_ood
 
-        run = resolve_run(args.model)
         _print_ood(run, fit_ood(run, cfg, progress=False))
     return 0
 
 
 def cmd_evaluate_external(args) -> int:
     from ..external import Options, evaluate_external, parse_label_map, report_dir
-    from ..inference import resolve_run
+    from ..predict_files import find_model
     from ..metrics import format_ci
 
     cfg = config_from_args(args)
-    run = resolve_run(args.model)
+    run = find_model(args.model)
     opts = Options(args.name, parse_label_map(args.label_map), args.group_col, args.strata or [], args.label_col,
                    args.resamples, similarity=args.dup_similarity, workers=args.workers,
                    figures=not args.no_figures, progress=not args.no_progress)
@@ -89,13 +89,14 @@ def cmd_evaluate_external(args) -> int:
 
 
 def cmd_predict(args) -> int:
-    from ..inference import Predictor, expand_inputs, resolve_run, volumes_path, write_results
+    from ..inference import Predictor, expand_inputs, volumes_path, write_results
+    from ..predict_files import find_model
 
     paths = expand_inputs(args.paths)
     if not paths:
         print(f"error: no image or scan files found in {args.paths}", file=sys.stderr)
         return 2
-    predictor = Predictor.load(resolve_run(args.model))
+    predictor = Predictor.load(find_model(args.model))
     df = predictor.predict_paths(paths, batch_size=args.batch_size, progress=not args.no_progress,
                                  workers=args.workers)
     if args.gradcam:
@@ -125,10 +126,10 @@ def cmd_predict(args) -> int:
 
 
 def cmd_fit_ood(args) -> int:
-    from ..inference import resolve_run
+    from ..predict_files import find_model
     from ..ood import fit_ood
 
-    run = resolve_run(args.model)
+    run = find_model(args.model)
     summary = fit_ood(run, config_from_args(args), progress=not args.no_progress)
     _print_ood(run, summary)
     return 0

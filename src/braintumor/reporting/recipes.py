@@ -22,6 +22,7 @@ from ..errors import BrainTumorError
 from ..files import write_text_atomic
 from ..metrics import format_ci
 from ..metrics.compare import paired_bootstrap
+from ..studies.paired_edges import hold_paired_edges
 from ..models.modelcard import CARD_NAME
 from .readme import markdown_table
 
@@ -78,6 +79,7 @@ def paired_external(a: pd.DataFrame, b: pd.DataFrame, classes=("healthy", "tumor
     pred = {s: (m[f"predicted_{s}"] == classes[1]).to_numpy(int) for s in "ab"}
     out = paired_bootstrap(y, pred["a"], pred["b"], m["group_a"].astype(str).to_numpy(),
                            m["p_a"].to_numpy(float), m["p_b"].to_numpy(float), 2, n_resamples, seed)
+    out = hold_paired_edges(out, y, pred["a"], pred["b"], 2)  # both right on every image: not [0, 0]
     return {"n_images": int(len(m)), "n_groups": int(m["group_a"].nunique()), "metrics": out}
 
 

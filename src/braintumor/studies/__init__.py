@@ -11,6 +11,8 @@ task's rows and images (``load_split``). This package runs *many* trainings:
   pooled interval, README block);
 * :mod:`~braintumor.studies.compare`: ``braintumor compare`` and ``braintumor study compare``
   (paired differences on the same test rows);
+* :mod:`~braintumor.studies.paired_edges`: intervals for paired differences that every
+  bootstrap resample agrees on (no discordant pairs);
 * :mod:`~braintumor.studies.cli`: their command-line parsers.
 """
 from __future__ import annotations

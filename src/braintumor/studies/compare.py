@@ -26,6 +26,7 @@ from ..metrics import paired_comparison
 from ..reporting.readme import markdown_table
 from .report import Z95
 from .runner import done_records
+from .paired_edges import hold_paired_edges
 from .spec import Study
 
 PREDICTIONS = "predictions.csv"
@@ -111,6 +112,8 @@ def compare_sides(a: dict, b: dict, n_resamples: int = 2000, seed: int = 0, clus
     result = paired_comparison(merged["y_a"].to_numpy(int), merged[f"{col}_a"].astype(str).to_numpy(),
                                ra["pred"].to_numpy(int), rb["pred"].to_numpy(int),
                                _scores(ra, classes), _scores(rb, classes), classes, n_resamples, seed)
+    result["metrics"] = hold_paired_edges(result["metrics"], merged["y_a"].to_numpy(int), ra["pred"].to_numpy(int),
+                                          rb["pred"].to_numpy(int), len(classes))
     sa, sb = _schedule(a), _schedule(b)
     differs = sorted(k for k in (sa or {}) if sb is not None and sa.get(k) != sb.get(k))
     result.update({

@@ -1,4 +1,4 @@
-"""Finding the run a ``--model`` path means (inference.resolve_run)."""
+"""Finding the run a ``--model`` path means (predict_files.find_model)."""
 from __future__ import annotations
 
 import json
@@ -7,7 +7,7 @@ import pytest
 
 from braintumor.config import Config, result_name, task_defaults
 from braintumor.errors import ModelCardError
-from braintumor.inference import resolve_run
+from braintumor.predict_files import find_model
 from braintumor.models.modelcard import CARD_NAME, MODEL_NAME
 
 
@@ -24,17 +24,17 @@ def test_a_task_folder_means_its_newest_run_with_weights(tmp_path):
     task = tmp_path / "models" / "mri"
     trained = _run(task / "20261201-000000-efficientnet_lite0", weights=True)
     _run(task / "study-main-s3-abc", weights=False)  # a committed card: sorts last, has no weights
-    assert resolve_run(task) == trained
-    assert resolve_run(trained) == trained
+    assert find_model(task) == trained
+    assert find_model(trained) == trained
     _run(task / "20261202-000000-efficientnet_lite0", weights=True)
-    assert resolve_run(task).name == "20261202-000000-efficientnet_lite0"
+    assert find_model(task).name == "20261202-000000-efficientnet_lite0"
 
 
 def test_cards_only_still_resolve_so_the_error_can_say_the_weights_are_missing(tmp_path):
     task = tmp_path / "models" / "ct"
     newest = _run(task / "20261202-000000-efficientnet_lite0", weights=False)
     _run(task / "20261201-000000-efficientnet_lite0", weights=False)
-    assert resolve_run(task) == newest
+    assert find_model(task) == newest
 
 
 def test_a_missing_task_folder_names_where_the_tasks_default_model_lands(tmp_path):
@@ -42,13 +42,13 @@ def test_a_missing_task_folder_names_where_the_tasks_default_model_lands(tmp_pat
     _run(models / "mri-crop-mask" / "r1", weights=True)
     default = result_name("mri", **task_defaults("mri"))
     with pytest.raises(ModelCardError) as e:
-        resolve_run(models / "mri")
+        find_model(models / "mri")
     message = str(e.value)
     assert str(models / "mri") in message and "mri-crop-mask" in message
     if default != "mri":
         assert f"saves to {models / default}" in message
     with pytest.raises(ModelCardError, match="no such model folder"):
-        resolve_run(tmp_path / "nowhere" / "run")
+        find_model(tmp_path / "nowhere" / "run")
 
 
 def test_train_says_in_the_card_whether_the_run_used_the_tasks_default(tmp_path):
