@@ -149,6 +149,7 @@ def _headline(report: dict) -> dict:
 
 def run_one(study: Study, state: RunState, verbose: int = 0) -> dict:
     """Train and evaluate one run; write and return its record."""
+    from ..cli.models import note_task_defaults
     from ..evaluate import evaluate_run
     from ..models.modelcard import read_card
     from ..ood import fit_ood
@@ -164,6 +165,7 @@ def run_one(study: Study, state: RunState, verbose: int = 0) -> dict:
     units = work_units(cfg)
     t0 = time.perf_counter()
     run_dir = train(cfg, verbose=verbose, run_id=run_id(study, state.seed, state.key))
+    note_task_defaults(run_dir, cfg)  # the card says whether this arm is its task's default
     t1 = time.perf_counter()
     out = state.record_path.with_suffix("")  # reports/studies/<study>/<arm>/seed-<seed>/
     report = evaluate_run(run_dir, cfg, figures=False, progress=verbose > 0, out=out)
