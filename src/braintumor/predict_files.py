@@ -284,7 +284,7 @@ def _missing_model(p: Path) -> None:
 def predict(inputs, model: str | Path, batch_size: int = 32, progress: bool = False,
             workers: int | None = None) -> pd.DataFrame:
     """Predict for files, folders or globs (images, DICOM files and series, NIfTI volumes)
-    with the model in run folder ``model`` (or ``models/<task>`` for its newest run).
+    with the model in run folder ``model`` (or ``models/<task>`` for its newest trained run).
     The per-series summary of scans is ``df.attrs['volumes']``."""
     if isinstance(inputs, (str, Path)):
         inputs = [inputs]
@@ -292,7 +292,7 @@ def predict(inputs, model: str | Path, batch_size: int = 32, progress: bool = Fa
     if not paths:
         raise BrainTumorError(f"no image or scan files found in {list(inputs)}")
     return Predictor.load(find_model(model)).predict_paths(paths, batch_size=batch_size, progress=progress,
-                                                            workers=workers)
+                                                           workers=workers)
 
 
 def volumes_path(out: str | Path) -> Path:

@@ -81,7 +81,7 @@ def default_models_dir(model: str | Path | None = None) -> Path:
 
 
 def default_run(runs: list[Path], model: str | Path | None) -> Path | None:
-    """The run ``--model`` names (newest run of a task folder), if it is among ``runs``."""
+    """The run ``--model`` names (newest trained run of a task folder), if it is among ``runs``."""
     if not model:
         return None
     wanted = _resolved(Path(model))

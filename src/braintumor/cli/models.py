@@ -7,7 +7,7 @@ import sys
 
 from .options import add_option, config_from_args, subcommand
 
-MODEL_HELP = "run folder models/<task>/<run-id>, or models/<task> for its newest run"
+MODEL_HELP = "run folder models/<task>/<run-id>, or models/<task> for its newest trained run"
 
 
 def cmd_train(args) -> int:
@@ -36,8 +36,8 @@ def note_task_defaults(run_dir, cfg) -> None:
 
 def cmd_evaluate(args) -> int:
     from ..evaluate import evaluate_run, report_dir
-    from ..predict_files import find_model
     from ..metrics import format_ci
+    from ..predict_files import find_model
 
     cfg = config_from_args(args)
     run = find_model(args.model)
@@ -65,8 +65,8 @@ def cmd_evaluate(args) -> int:
 
 def cmd_evaluate_external(args) -> int:
     from ..external import Options, evaluate_external, parse_label_map, report_dir
-    from ..predict_files import find_model
     from ..metrics import format_ci
+    from ..predict_files import find_model
 
     cfg = config_from_args(args)
     run = find_model(args.model)
