@@ -242,7 +242,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser("serve", help="local web app: upload scans, see predictions, Grad-CAM "
                                             "and warnings (research only)")
     p.add_argument("--model", help="run folder models/<task>/<run-id>, or models/<task> for its newest "
-                                   "run: the model selected when the page opens")
+                                   "trained run: the model selected when the page opens")
     p.add_argument("--models-dir", help="folder whose run folders the page offers (default: the models/ "
                                         "folder holding --model, else $BRAINTUMOR_ROOT/models or ./models)")
     p.add_argument("--port", type=int, default=DEFAULT_PORT, help="default: %(default)s")
