@@ -63,7 +63,7 @@ def migrate(node, changes: list, where: str = "") -> None:
         auc = (metrics.get("roc_auc") or {}).get("value")
         node["metrics"] = hold_edges(metrics, binary_edges(cm, auc, ALPHA))
         changes.append(f"{where}/metrics")
-    for rate, n_key, positive in (("specificity", "n_healthy", False), ("sensitivity", "n_tumor", True)):
+    for rate, n_key in (("specificity", "n_healthy"), ("sensitivity", "n_tumor")):
         entry = node.get(rate)
         if isinstance(entry, dict) and n_key in node and "interval" not in entry and is_degenerate(entry):
             n = node[n_key]
@@ -76,8 +76,9 @@ def migrate(node, changes: list, where: str = "") -> None:
             node.update({k: held[k] for k in ("accuracy", "balanced_accuracy", "roc_auc")})
             changes.append(f"{where} (probe)")
     for k, v in node.items():
-        if k not in ("metrics",) or not isinstance(cm, dict):
-            migrate(v, changes, f"{where}/{k}")
+        if k == "metrics" and isinstance(cm, dict):
+            continue  # a report's headline metrics: handled above
+        migrate(v, changes, f"{where}/{k}")
 
 
 def sync_records(root: Path, changes: list) -> None:

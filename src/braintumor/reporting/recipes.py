@@ -22,8 +22,8 @@ from ..errors import BrainTumorError
 from ..files import write_text_atomic
 from ..metrics import format_ci
 from ..metrics.compare import paired_bootstrap
-from ..studies.paired_edges import hold_paired_edges
 from ..models.modelcard import CARD_NAME
+from ..studies.paired_edges import hold_paired_edges
 from .readme import markdown_table
 
 MATCH_KEYS = ("task", "backbone", "image_size", "preprocess", "epochs_frozen", "epochs_finetune", "lr_frozen",

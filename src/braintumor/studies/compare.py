@@ -24,9 +24,9 @@ from ..errors import BrainTumorError
 from ..files import write_text_atomic
 from ..metrics import paired_comparison
 from ..reporting.readme import markdown_table
+from .paired_edges import hold_paired_edges
 from .report import Z95
 from .runner import done_records
-from .paired_edges import hold_paired_edges
 from .spec import Study
 
 PREDICTIONS = "predictions.csv"
