@@ -25,6 +25,7 @@ from ..errors import BrainTumorError
 from ..files import write_text_atomic
 from ..reporting.readme import markdown_table, replace_block
 from .figures import write_tradeoff
+from .modality_view import KAGGLE, modality_view
 from .runner import done_records, result_folder
 from .spec import Study
 
@@ -116,6 +117,7 @@ def aggregate(study: Study, base: Config) -> dict:
             "external": external_summary(records),
             "records": [str(Path(r["report_dir"]).with_suffix(".json")) for r in records],
         }
+    _add_mri_inputs(study, base, arms, by_arm)
     distinct = {json.dumps(s, sort_keys=True) for s in schedules.values()}
     first = next(iter(schedules.values()), {})
     return {
@@ -129,6 +131,19 @@ def aggregate(study: Study, base: Config) -> dict:
         "n_runs_total": len(study.arms) * len(study.seeds),
         "arms": arms,
     }
+
+
+def _add_mri_inputs(study: Study, base: Config, arms: dict, by_arm: dict) -> None:
+    """Pooled arms, and the MRI task's default arm beside them, scored on MRI inputs only
+    (:mod:`.modality_view`): the pooled model as an MRI model."""
+    from ..config import task_defaults
+
+    default = task_defaults("mri")
+    sets = [e.name for e in study.external if "mri" in e.tasks]
+    for arm in study.arms:
+        is_default = arm.task == "mri" and (arm.preprocess, arm.recipe) == (default["preprocess"], default["recipe"])
+        if by_arm[arm.name] and (arm.task == "pooled" or is_default):
+            arms[arm.name]["mri_inputs"] = modality_view(base.root_path, by_arm[arm.name], sets)
 
 
 def _cell(entry: dict | None) -> str:
@@ -174,6 +189,28 @@ def markdown(summary: dict) -> str:
         "'Fine-tuned model kept': seeds where fine-tuning beat the head on validation AUC "
         "(otherwise the head-only model was saved).",
         *(["", ext] if ext else []),
+        *(["", mri] if (mri := mri_inputs_markdown(summary)) else []),
+    ])
+
+
+def mri_inputs_markdown(summary: dict) -> str:
+    """The arms scored on MRI inputs only (pooled arms, and the MRI default for reference)."""
+    rows = []
+    for name, a in summary["arms"].items():
+        for set_name, e in (a.get("mri_inputs") or {}).items():
+            m, w = e["metrics"], e.get("within_group_auc_median")
+            rows.append([name, set_name, str(e["n_seeds"]), str(e["n_images"]), _cell(m.get("roc_auc")),
+                         _cell(m.get("sensitivity")), _cell(m.get("specificity")),
+                         "—" if w is None else f"{w:.3f}"])
+    if not rows:
+        return ""
+    return "\n".join([
+        markdown_table(["arm", "MRI inputs of", "seeds", "images", "AUC", "sensitivity", "specificity",
+                        "within-patient AUC (median)"], rows), "",
+        f"MRI inputs only: the {KAGGLE} images from the MRI folder and the external images the modality "
+        "check calls MRI (what an MRI model keeps), re-scored from the runs' predictions; pooled models "
+        "answer for both modalities, so their rows above mix in CT images. Threshold from each run's "
+        "Kaggle validation; nothing fitted on external rows.",
     ])
 
 
