@@ -92,12 +92,27 @@ def _schedule(side: dict) -> dict | None:
     return schedule_of(Config.from_dict(side["card"]["training"]["config"]))
 
 
-def compare_sides(a: dict, b: dict, n_resamples: int = 2000, seed: int = 0, cluster: str = "group") -> dict:
-    """Paired comparison of two loaded sides (see :func:`_side`)."""
+def _common_rows(pa: pd.DataFrame, pb: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, str]:
+    """Both sides cut to the test images they share, when one side's images are all in the
+    other's (an MRI arm's test split inside a pooled arm's); else unchanged."""
+    shared = set(pa["path"]) & set(pb["path"])
+    if shared not in (set(pa["path"]), set(pb["path"])):
+        return pa, pb, "same"
+    note = f"the {len(shared)} test images both were tested on (of {len(pa)} and {len(pb)})"
+    return pa[pa["path"].isin(shared)], pb[pb["path"].isin(shared)], note
+
+
+def compare_sides(a: dict, b: dict, n_resamples: int = 2000, seed: int = 0, cluster: str = "group",
+                  common_rows: bool = False) -> dict:
+    """Paired comparison of two loaded sides (see :func:`_side`); ``common_rows`` compares two
+    tasks on the test images they share (e.g. an MRI arm and a pooled arm on MRI images)."""
     classes = _classes(a)
     if _classes(b) != classes:
         raise BrainTumorError(f"different tasks: classes {classes} vs {_classes(b)}")
     pa, pb = a["predictions"], b["predictions"]
+    rows = "same"
+    if common_rows:
+        pa, pb, rows = _common_rows(pa, pb)
     if set(pa["path"]) != set(pb["path"]) or len(pa) != len(pb):
         raise BrainTumorError(f"{a['label']} and {b['label']} were not evaluated on the same test images "
                               f"({len(pa)} vs {len(pb)} rows, {len(set(pa['path']) ^ set(pb['path']))} differ)")
@@ -122,6 +137,7 @@ def compare_sides(a: dict, b: dict, n_resamples: int = 2000, seed: int = 0, clus
         "b": {"label": b["label"], "folder": b["folder"], "schedule": sb,
               "git_commit": (b["card"] or {}).get("git_commit")},
         "classes": classes, "bootstrap_unit": "duplicate group" if cluster == "group" else f"cluster ({cluster})",
+        "rows": rows,
         "same_schedule": None if sa is None or sb is None else not differs,
         "schedule_differences": differs,
     })
@@ -147,6 +163,8 @@ def markdown(result: dict) -> str:
     table = markdown_table(["metric", "A", "B", "B − A [95% CI]", "p", "method"], rows)
     lines = [f"A = {result['a']['label']}, B = {result['b']['label']}; {result['n_images']} test images "
              f"({result['n_groups']} {result['bootstrap_unit']}s).", "", table]
+    if result.get("rows", "same") != "same":
+        lines[0] += f" Two tasks: compared on {result['rows']}."
     for name, ext in (result.get("external") or {}).items():
         ext_rows = [[m, _fmt(e["a"]), _fmt(e["b"]), f"{e['difference']:+.3f} [{e['low']:+.3f}, {e['high']:+.3f}]",
                      _p(e["p_value"]), e["method"]] for m, e in ext["metrics"].items()]
@@ -247,17 +265,18 @@ def compare_arms(study: Study, arm_a: str, arm_b: str, config: Config, n_resampl
         raise BrainTumorError(f"{arm_a} and {arm_b} are not matched ({'; '.join(problems)}); "
                               "pass --allow-mixed to compare anyway")
     root = config.root_path
+    two_tasks = study.arm(arm_a).task != study.arm(arm_b).task
     per_seed = {}
     for s in seeds:
         side_a, side_b = _side(root / ra[s]["report_dir"], root), _side(root / rb[s]["report_dir"], root)
         side_a["label"], side_b["label"] = f"{arm_a} seed {s}", f"{arm_b} seed {s}"
-        per_seed[s] = compare_sides(side_a, side_b, n_resamples, seed, config.evaluation.cluster)
+        per_seed[s] = compare_sides(side_a, side_b, n_resamples, seed, config.evaluation.cluster, two_tasks)
     first = per_seed[seeds[0]]
     result = {
         "study": study.name, "a": {"label": arm_a, "schedule": ra[seeds[0]]["schedule"]},
         "b": {"label": arm_b, "schedule": rb[seeds[0]]["schedule"]},
         "difference": "B - A", "seeds": seeds, "n_images": first["n_images"], "n_groups": first["n_groups"],
-        "bootstrap_unit": first["bootstrap_unit"], "classes": first["classes"],
+        "bootstrap_unit": first["bootstrap_unit"], "classes": first["classes"], "rows": first["rows"],
         "same_schedule": not any(p.startswith("schedules") for p in problems), "matched_problems": problems,
         "schedule_differences": [],
         "code_fingerprints": sorted(codes),
