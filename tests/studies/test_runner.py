@@ -130,6 +130,27 @@ def test_run_status_report_compare_resume_and_stale(tiny, monkeypatch, capsys):
     assert run_cli(tiny, monkeypatch, "status") == 0
     assert "4 of 4 runs done" in capsys.readouterr().out
 
+    # Another study holding the same run counts it as done; an arm with its own schedule is
+    # trained, and its comparison is reported as one of schedules.
+    second = tiny["study"].with_name("tiny2.toml")
+    second.write_text(STUDY.format(backbone=tiny["backbone"], epochs=1).replace('name = "tiny"', 'name = "tiny2"')
+                      .split("[[arms]]")[0] + '[[arms]]\ntask = "ct"\n\n[[arms]]\nname = "ct-head"\ntask = "ct"\n'
+                      'schedule = { epochs_finetune = 0, dropout = 0.3 }\n\n[[compare]]\na = "ct"\nb = "ct-head"\n')
+    argv = ["study", "{}", "--study", str(second), "--data-dir", tiny["data_dir"]]
+    assert cli.main([a.format("status") for a in argv]) == 0
+    assert "2 of 4 runs done" in capsys.readouterr().out
+    assert cli.main([a.format("run") for a in argv]) == 0
+    assert "2 run(s) finished, 0 remaining" in capsys.readouterr().out
+    assert not (project / "reports/studies/tiny2/ct").exists()  # nothing trained twice
+    assert cli.main([a.format("report") for a in argv]) == 0
+    summary = json.loads((project / "reports/studies/tiny2/summary.json").read_text())
+    assert summary["own_schedules"] == {"ct-head": {"epochs_finetune": 0, "dropout": 0.3}}
+    assert summary["same_schedule"]
+    assert "compare schedules" in (project / "reports/studies/tiny2/summary.md").read_text()
+    pair = json.loads((project / "reports/comparisons/tiny2--ct--vs--ct-head.json").read_text())
+    assert pair["same_schedule"] is False and set(pair["schedule_differences"]) == {"epochs_finetune", "dropout"}
+    capsys.readouterr()
+
     assert run_cli(tiny, monkeypatch, "report", "--update-readme") == 0
     out = capsys.readouterr().out
     summary = json.loads((project / "reports/studies/tiny/summary.json").read_text())

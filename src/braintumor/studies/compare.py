@@ -254,9 +254,10 @@ def compare_arms(study: Study, arm_a: str, arm_b: str, config: Config, n_resampl
     if not seeds:
         raise BrainTumorError(f"no seed is finished in both {arm_a} and {arm_b} (see `braintumor study status`)")
     problems = []
-    if ra[seeds[0]]["schedule"] != rb[seeds[0]]["schedule"]:
-        problems.append("schedules differ: " + ", ".join(
-            k for k in ra[seeds[0]]["schedule"] if ra[seeds[0]]["schedule"][k] != rb[seeds[0]]["schedule"].get(k)))
+    sa, sb = ra[seeds[0]]["schedule"], rb[seeds[0]]["schedule"]
+    differs = [k for k in sa if sa[k] != sb.get(k)]
+    if differs:
+        problems.append("schedules differ: " + ", ".join(differs))
     # The shared code must match; each arm's own recipe modules may differ.
     codes = {r.get("core_fingerprint", r["code_fingerprint"]) for s in seeds for r in (ra[s], rb[s])}
     if len(codes) > 1:
@@ -278,7 +279,7 @@ def compare_arms(study: Study, arm_a: str, arm_b: str, config: Config, n_resampl
         "difference": "B - A", "seeds": seeds, "n_images": first["n_images"], "n_groups": first["n_groups"],
         "bootstrap_unit": first["bootstrap_unit"], "classes": first["classes"], "rows": first["rows"],
         "same_schedule": not any(p.startswith("schedules") for p in problems), "matched_problems": problems,
-        "schedule_differences": [],
+        "schedule_differences": differs,
         "code_fingerprints": sorted(codes),
         "git_commits": sorted({r.get("git_commit") or "unknown" for s in seeds for r in (ra[s], rb[s])}),
         "metrics": combine_seeds(per_seed),

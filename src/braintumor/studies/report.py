@@ -104,7 +104,8 @@ def aggregate(study: Study, base: Config) -> dict:
             entry = pooled(vals, [_within_variance(r, name) for r in records])
             entry["per_seed"] = {str(r["seed"]): v for r, v in zip(records, vals)}
             metrics[name] = entry
-        schedules[arm.name] = records[0]["schedule"]
+        if not arm.schedule:  # an arm with its own schedule differs on purpose (below)
+            schedules[arm.name] = records[0]["schedule"]
         codes |= {r.get("core_fingerprint", r["code_fingerprint"]) for r in records}
         commits |= {r.get("git_commit") or "unknown" for r in records}
         arms[arm.name] = {
@@ -113,6 +114,9 @@ def aggregate(study: Study, base: Config) -> dict:
             "n_test_images": records[0]["test"]["n_images"], "n_test_groups": records[0]["test"]["n_groups"],
             "kept_phase": {r["seed"]: r.get("kept_phase") for r in records},
             "minutes_per_run": float(np.mean([r["timing"]["total_seconds"] for r in records]) / 60),
+            "validation_auc": {str(r["seed"]): (r.get("validation") or {}).get("auc") for r in records},
+            "phase2_images_per_second": _mean_of([(r["timing"].get("training") or {}).get(
+                "phase2_train_images_per_second") for r in records]),
             "metrics": metrics,
             "external": external_summary(records),
             "records": [str(Path(r["report_dir"]).with_suffix(".json")) for r in records],
@@ -126,6 +130,7 @@ def aggregate(study: Study, base: Config) -> dict:
         "interval": INTERVAL_NOTE,
         "same_schedule": len(distinct) <= 1,
         "schedule": first if len(distinct) <= 1 else schedules,
+        "own_schedules": {a.name: a.schedule for a in study.arms if a.schedule and by_arm[a.name]},
         "code_fingerprints": sorted(codes), "git_commits": sorted(commits),
         "n_runs_done": sum(a["n_seeds"] for a in arms.values()),
         "n_runs_total": len(study.arms) * len(study.seeds),
@@ -140,9 +145,13 @@ def _add_mri_inputs(study: Study, base: Config, arms: dict, by_arm: dict) -> Non
 
     default = task_defaults("mri")
     sets = [e.name for e in study.external if "mri" in e.tasks]
+    pooled_arms = [a for a in study.arms if a.task == "pooled" and by_arm[a.name]]
+    if not pooled_arms:
+        return
     for arm in study.arms:
-        is_default = arm.task == "mri" and (arm.preprocess, arm.recipe) == (default["preprocess"], default["recipe"])
-        if by_arm[arm.name] and (arm.task == "pooled" or is_default):
+        is_default = (arm.task == "mri" and not arm.schedule
+                      and (arm.preprocess, arm.recipe) == (default["preprocess"], default["recipe"]))
+        if by_arm[arm.name] and (arm in pooled_arms or is_default):
             arms[arm.name]["mri_inputs"] = modality_view(base.root_path, by_arm[arm.name], sets)
 
 
@@ -158,10 +167,41 @@ def schedule_text(schedule: dict) -> str:
             f"lr {schedule.get('lr_finetune'):g}), batch {schedule.get('batch_size')}")
 
 
+def _mean_of(values: list) -> float | None:
+    known = [v for v in values if v is not None]
+    return float(np.mean(known)) if known else None
+
+
+def cost_markdown(summary: dict) -> str:
+    """Validation AUC and training speed per arm, where arms differ in schedule on purpose."""
+    if not summary.get("own_schedules"):
+        return ""
+    rows = []
+    for name, a in summary["arms"].items():
+        if a["n_seeds"]:
+            val = [v for v in a["validation_auc"].values() if v is not None]
+            speed = a.get("phase2_images_per_second")
+            rows.append([name, ", ".join(f"{v:.4f}" for v in val), f"{np.mean(val):.4f}" if val else "—",
+                         "—" if speed is None else f"{speed:.1f}", f"{a['minutes_per_run']:.1f}"])
+    return "\n".join([markdown_table(["arm", "validation AUC per seed", "mean", "phase 2 images/s (training)",
+                                      "minutes per run (train + evaluate + external)"], rows), "",
+                      "Validation: the Kaggle validation split the saved phase was chosen on; speeds as each "
+                      "run's card recorded them (machine load varies between runs)."])
+
+
+def _recipe_label(name: str, arm: dict) -> str:
+    """The recipe, and the arm's own name where it is not the usual one (e.g. its own schedule)."""
+    from ..config import result_name
+
+    usual = result_name(arm["task"], arm["preprocess"], arm["recipe"])
+    return arm["recipe"] if name == usual else f"{arm['recipe']} (arm {name})"
+
+
 def markdown(summary: dict) -> str:
     """The summary as a Markdown table plus what it rests on (also the README block)."""
     rows = []
     for name, a in summary["arms"].items():
+        a = {**a, "recipe": _recipe_label(name, a)}
         if not a["n_seeds"]:
             rows.append([a["task"], a["preprocess"], a["recipe"], "0", "—", "—", "—", "—", "—", "—"])
             continue
@@ -175,7 +215,12 @@ def markdown(summary: dict) -> str:
     table = markdown_table(["task", "preprocessing", "recipe", "seeds", "test images (groups)", "accuracy",
                             "sensitivity", "specificity", "AUC", "fine-tuned model kept"], rows)
     ext = external_markdown(summary)
-    if summary["same_schedule"]:
+    own = summary.get("own_schedules") or {}
+    if summary["same_schedule"] and own:
+        sched = (f"All arms share one schedule ({schedule_text(summary['schedule'])}) except, on purpose, "
+                 + "; ".join(f"{k}: {', '.join(f'{f} {v}' for f, v in o.items())}" for k, o in own.items())
+                 + " — comparisons with those arms compare schedules.")
+    elif summary["same_schedule"]:
         sched = f"All arms share one schedule: {schedule_text(summary['schedule'])}."
     else:
         sched = ("**Arms do not share one schedule** (" + "; ".join(
@@ -190,6 +235,7 @@ def markdown(summary: dict) -> str:
         "(otherwise the head-only model was saved).",
         *(["", ext] if ext else []),
         *(["", mri] if (mri := mri_inputs_markdown(summary)) else []),
+        *(["", cost] if (cost := cost_markdown(summary)) else []),
     ])
 
 
@@ -220,14 +266,15 @@ def external_markdown(summary: dict) -> str:
     if not sets:
         return ""
     rows = []
-    for a in summary["arms"].values():
+    for arm_name, a in summary["arms"].items():
         for name in sets:
             e = a.get("external", {}).get(name)
             if not e:
                 continue
             m = e["metrics"]
             w = e.get("within_group_auc_median")
-            rows.append([name, a["task"], a["preprocess"], a["recipe"], str(e["n_seeds"]), str(e.get("n_kept")),
+            rows.append([name, a["task"], a["preprocess"], _recipe_label(arm_name, a), str(e["n_seeds"]),
+                         str(e.get("n_kept")),
                          _cell(m.get("roc_auc") or m.get("macro_auc_ovr")), _cell(m.get("sensitivity")),
                          _cell(m.get("specificity")), "—" if w is None else f"{w:.3f}"])
     return "\n".join([
@@ -239,14 +286,16 @@ def external_markdown(summary: dict) -> str:
 
 
 def run_comparisons(study: Study, base: Config) -> list[dict]:
-    """The study file's ``[[compare]]`` pairs that have seeds finished in both arms."""
+    """The study file's ``[[compare]]`` pairs that have seeds finished in both arms. A pair
+    whose arm sets its own schedule compares schedules on purpose; its table says so."""
     from .compare import compare_arms
 
     done = done_records(study, base)
     out = []
     for a, b in study.comparisons:
         if {r["seed"] for r in done[a]} & {r["seed"] for r in done[b]}:
-            out.append(compare_arms(study, a, b, base))
+            deliberate = bool(study.arm(a).schedule or study.arm(b).schedule)
+            out.append(compare_arms(study, a, b, base, allow_mixed=deliberate))
     return out
 
 

@@ -2,7 +2,8 @@
 
 A run is *done* when ``reports/studies/<study>/<arm>/seed-<seed>.json`` exists and its key
 (:func:`~braintumor.studies.spec.run_key`) equals the key of the run's current config,
-manifest and code; *stale* when the file exists with another key; *missing* otherwise.
+manifest and code, or when another study holds a record with that key (the same run, not
+trained twice); *stale* when the file exists with another key; *missing* otherwise.
 ``run_study`` trains and evaluates the runs that are not done, seed by seed (so an
 interrupted study has every arm at the same number of seeds), and stops before a run
 whose estimated time (from the finished runs' own timing) would overrun the budget.
@@ -83,8 +84,21 @@ def states(study: Study, base: Config, only: list[str] | None = None) -> list[Ru
             path = record_path(study, base, arm, seed)
             record = read_record(path) if path.is_file() else None
             status = "missing" if record is None else ("done" if record.get("key") == key else "stale")
+            if status != "done" and (shared := shared_record(study, base, key, seed)) is not None:
+                record, status = shared, "done"
             out.append(RunState(arm, seed, cfg, key, path, status, record))
     return out
+
+
+def shared_record(study: Study, base: Config, key: str, seed: int) -> dict | None:
+    """Another study's finished run with the same key: the same config, manifest and code,
+    so the same run; it counts as done here rather than being trained again."""
+    for path in sorted(study.reports_dir(base).parent.glob(f"*/*/seed-{seed}.json")):
+        if path.parent.parent.name != study.name:
+            record = read_record(path)
+            if record is not None and record.get("key") == key:
+                return record
+    return None
 
 
 def status_table(study: Study, base: Config) -> list[dict]:
