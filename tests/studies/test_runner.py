@@ -50,7 +50,7 @@ def tiny(tmp_path_factory):
 
     sep = make_separable(tmp_path_factory.mktemp("study"))
     project = sep["project"]
-    (project / "README.md").write_text("# x\n\n<!-- study:start -->\n<!-- study:end -->\n")
+    (project / "README.md").write_text("# x\n\n<!-- study-tiny:start -->\n<!-- study-tiny:end -->\n")
     study = project / "studies" / "tiny.toml"
     study.parent.mkdir(parents=True)
     study.write_text(STUDY.format(backbone=sep["config"].backbone, epochs=1))
@@ -87,6 +87,18 @@ def test_main_study_covers_the_issue_and_config_defaults_are_its_schedule():
     assert all(not a.schedule for a in study.arms)  # one schedule for every arm
     defaults = Config().to_dict()
     assert {k: defaults[k] for k in study.schedule} == study.schedule
+    from braintumor.studies.report import readme_block
+
+    assert readme_block(study) == "study" and f"<!-- {readme_block(study)}:start -->" in (PROJECT / "README.md").read_text()
+
+
+def test_speed_study_differs_from_main_only_in_its_fast_arm():
+    main, speed = (load_study(PROJECT / "studies" / f"{n}.toml") for n in ("main", "speed"))
+    assert speed.schedule == main.schedule and speed.seeds == main.seeds
+    base, fast = speed.arms
+    assert base == main.arm(base.name) and (fast.task, fast.preprocess, fast.recipe) == (base.task, base.preprocess,
+                                                                                       base.recipe)
+    assert fast.schedule == {"image_size": 160, "finetune_fraction": 0.2}
 
 
 def test_budget_estimate_uses_finished_runs_of_the_same_arm(tiny):
@@ -247,12 +259,12 @@ strata = ["size:1000"]
 
     # [[compare]] pairs: `study report` writes their differences into README's claims block.
     tiny["study"].write_text(tiny["study"].read_text() + '\n[[compare]]\na = "ct"\nb = "ct-lesions"\n')
-    (project / "README.md").write_text("# x\n\n<!-- study:start -->\n<!-- study:end -->\n\n"
-                                       "<!-- study-compare:start -->\n<!-- study-compare:end -->\n")
+    (project / "README.md").write_text("# x\n\n<!-- study-tiny:start -->\n<!-- study-tiny:end -->\n\n"
+                                       "<!-- study-tiny-compare:start -->\n<!-- study-tiny-compare:end -->\n")
     assert run_cli(tiny, monkeypatch, "report", "--update-readme") == 0
     capsys.readouterr()
     readme = (project / "README.md").read_text()
-    claims = readme.split("<!-- study-compare:start -->")[1]
+    claims = readme.split("<!-- study-tiny-compare:start -->")[1]
     assert "| ct | ct-lesions | 1, 2 |" in claims and "toy ΔAUC" in claims and ", p " in claims
     assert (project / "reports/studies/tiny/comparisons.md").is_file()
 

@@ -106,7 +106,8 @@ def add_parsers(sub) -> None:
     action("status", "done / stale / missing runs per arm", cmd_status)
     p = action("report", "per arm: mean ± sd over seeds and pooled interval (reports/studies/<study>/summary.*)",
                cmd_report)
-    p.add_argument("--update-readme", action="store_true", help="rewrite README.md's study block")
+    p.add_argument("--update-readme", action="store_true",
+                   help="rewrite README.md's block for the study (study for main, study-<name> for others)")
     p = action("compare", "two arms, seed by seed, paired on the same test rows", cmd_study_compare)
     p.add_argument("arm_a")
     p.add_argument("arm_b")

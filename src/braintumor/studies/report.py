@@ -328,6 +328,11 @@ def comparisons_markdown(results: list[dict]) -> str:
     ])
 
 
+def readme_block(study: Study) -> str:
+    """README's block for a study's tables: ``study`` for the main study, else ``study-<name>``."""
+    return "study" if study.name == "main" else f"study-{study.name}"
+
+
 def write_report(study: Study, base: Config, update_readme: bool = False) -> dict:
     """Write ``summary.json`` / ``summary.md`` (and the README's ``study`` block); return paths."""
     summary = aggregate(study, base)
@@ -348,9 +353,10 @@ def write_report(study: Study, base: Config, update_readme: bool = False) -> dic
         readme = base.root_path / "README.md"
         if not readme.is_file():
             raise BrainTumorError(f"{readme}: no README to update")
-        new = replace_block(readme.read_text(), "study", text, str(readme))
-        if claims and "<!-- study-compare:start -->" in new:
-            new = replace_block(new, "study-compare", claims, str(readme))
+        block = readme_block(study)
+        new = replace_block(readme.read_text(), block, text, str(readme))
+        if claims and f"<!-- {block}-compare:start -->" in new:
+            new = replace_block(new, f"{block}-compare", claims, str(readme))
         readme.write_text(new)
         paths["readme"] = readme
     return {"summary": summary, "markdown": text, "paths": paths}
