@@ -207,7 +207,8 @@ def _external_options(p: argparse.ArgumentParser) -> None:
                    "(relative to the CSV) and label columns")
     p.add_argument("--name", required=True, help="name of the set (report folder reports/external/<name>/)")
     p.add_argument("--label-map", nargs="+", metavar="CLASS=NAME",
-                   help="data label names for the model's classes, e.g. healthy=no_tumor,tumor=yes; -=NAME drops NAME")
+                   help="data label names for the model's classes, e.g. healthy=no_tumor,tumor=yes; "
+                        "NAME=- leaves NAME out (e.g. none=- for a sub-type model)")
     p.add_argument("--label-col", default="label", help="CSV column with the labels (default: label)")
     p.add_argument("--group-col", help="CSV column grouping images (patient) for the bootstrap and within-group AUC")
     p.add_argument("--strata", nargs="+", metavar="COL[:EDGES]",

@@ -86,7 +86,7 @@ def _map_labels(raw: pd.Series, classes, label_map, where: str) -> pd.Series:
         example = unknown[0]
         raise BrainTumorError(
             f"{where}: label(s) {unknown[:6]} are not among the model's classes {list(classes)}; "
-            f"map them with --label-map, e.g. --label-map {classes[0]}={example} (or {DROP}={example} "
+            f"map them with --label-map, e.g. --label-map {classes[0]}={example} (or {example}={DROP} "
             "to leave them out)")
     return mapped
 

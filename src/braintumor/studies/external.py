@@ -8,6 +8,7 @@ Declared in the study file (evaluation only: nothing is fitted on them)::
     tasks = ["mri", "pooled"]
     group_col = "patient"                   # patient bootstrap, within-patient AUC
     strata = ["mask_pixels:1000,4000"]
+    # label_col = "subtype"                 # the CSV column with the labels (default label)
 
 The external-data folder is ``$BRAINTUMOR_EXTERNAL_DIR`` if set, else ``data/external``
 in the project. A set that is not there is reported as missing, never as a failure of the
@@ -35,18 +36,19 @@ class ExternalSpec:
     group_col: str | None = None
     strata: tuple[str, ...] = ()
     label_map: dict = field(default_factory=dict)
+    label_col: str = "label"
 
 
 def parse_external(where: str, entries: list) -> tuple[ExternalSpec, ...]:
     out = []
     for i, e in enumerate(entries or []):
         e = dict(e)
-        extra = set(e) - {"name", "path", "tasks", "group_col", "strata", "label_map"}
+        extra = set(e) - {"name", "path", "tasks", "group_col", "strata", "label_map", "label_col"}
         if extra or not all(k in e for k in ("name", "path", "tasks")):
             raise BrainTumorError(f"{where}: external set {i + 1} needs name, path and tasks "
-                                  f"(optional group_col, strata, label_map); unknown keys {sorted(extra)}")
+                                  f"(optional group_col, strata, label_map, label_col); unknown keys {sorted(extra)}")
         out.append(ExternalSpec(e["name"], e["path"], tuple(e["tasks"]), e.get("group_col"),
-                                tuple(e.get("strata", ())), dict(e.get("label_map", {}))))
+                                tuple(e.get("strata", ())), dict(e.get("label_map", {})), e.get("label_col", "label")))
     if len({s.name for s in out}) != len(out):
         raise BrainTumorError(f"{where}: external sets need distinct names")
     return tuple(out)
@@ -82,8 +84,8 @@ def evaluate_sets(specs: tuple[ExternalSpec, ...], run_dir: Path, config: Config
             say(f"    external set {spec.name}: {data} not found; set ${EXTERNAL_DIR_ENV} and run "
                 f"`braintumor study run` again to add it")
             continue
-        opts = Options(spec.name, dict(spec.label_map), spec.group_col, list(spec.strata), figures=False,
-                       progress=progress)
+        opts = Options(spec.name, dict(spec.label_map), spec.group_col, list(spec.strata), spec.label_col,
+                       figures=False, progress=progress)
         report = evaluate_external(run_dir, data, opts, config)
         results[spec.name] = headline(report, config.root_path, report_dir(config, spec.name, run_dir))
     return results
