@@ -72,3 +72,25 @@ def test_external_comparisons_use_it(tmp_path):
                     p=np.r_[np.full(20, 0.2), np.full(18, 0.8), np.full(2, 0.4)])
     spec = paired_external(a, b, n_resamples=200)["metrics"]["specificity"]
     assert spec["interval"] == NEWCOMBE and spec["low"] < 0 < spec["high"]
+
+
+def test_external_comparisons_of_multiclass_models():
+    """Sub-type models on an external set: classes from the p_<class> columns (not p_ct)."""
+    from braintumor.reporting.recipes import paired_external
+
+    classes = ["glioma", "meningioma", "pituitary"]
+    y = np.repeat(np.arange(3), 20)
+    rows = pd.DataFrame({"path": [f"{i}.png" for i in range(60)], "label": np.asarray(classes)[y],
+                         "group": [f"i{i}" for i in range(60)], "p_ct": 0.01})
+
+    def side(n_wrong):
+        probs = np.eye(3)[y] * 0.8 + 0.1
+        probs[:n_wrong] = [0.1, 0.8, 0.1]  # the first gliomas called meningioma
+        pred = np.asarray(classes)[probs.argmax(1)]
+        return rows.assign(predicted=pred, **{f"p_{c}": probs[:, k] for k, c in enumerate(classes)})
+
+    result = paired_external(side(8), side(2), n_resamples=200)
+    assert result["n_images"] == 60
+    acc = result["metrics"]["accuracy"]
+    assert acc["difference"] == pytest.approx(6 / 60) and acc["low"] < acc["difference"] < acc["high"]
+    assert "roc_auc" in result["metrics"]

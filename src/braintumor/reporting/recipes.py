@@ -69,17 +69,31 @@ def _kaggle_test(reports_path: Path, folder: str, run_ids) -> dict:
     return out
 
 
-def paired_external(a: pd.DataFrame, b: pd.DataFrame, classes=("healthy", "tumor"), n_resamples: int = 2000,
-                    seed: int = 0) -> dict:
-    """Paired differences B − A on the external images both runs kept, groups resampled."""
+def _external_classes(rows: pd.DataFrame) -> tuple[str, ...]:
+    """A binary report has ``p`` (P(tumour)); a multi-class one ``p_<class>`` per class (``p_ct``
+    is the modality check's, not a class)."""
+    if "p" in rows:
+        return ("healthy", "tumor")
+    return tuple(c[2:] for c in rows.columns if c.startswith("p_") and c != "p_ct")
+
+
+def paired_external(a: pd.DataFrame, b: pd.DataFrame, n_resamples: int = 2000, seed: int = 0) -> dict:
+    """Paired differences B − A on the external images both runs kept, groups resampled
+    (binary or multi-class, from the predictions' columns)."""
     m = a.merge(b, on="path", suffixes=("_a", "_b"))
     if m.empty:
         raise BrainTumorError("the two runs share no external images")
-    y = (m["label_a"] == classes[1]).to_numpy(int)
-    pred = {s: (m[f"predicted_{s}"] == classes[1]).to_numpy(int) for s in "ab"}
-    out = paired_bootstrap(y, pred["a"], pred["b"], m["group_a"].astype(str).to_numpy(),
-                           m["p_a"].to_numpy(float), m["p_b"].to_numpy(float), 2, n_resamples, seed)
-    out = hold_paired_edges(out, y, pred["a"], pred["b"], 2)  # both right on every image: not [0, 0]
+    classes = _external_classes(a)
+    index = {c: i for i, c in enumerate(classes)}
+    y = m["label_a"].map(index).to_numpy(int)
+    pred = {s: m[f"predicted_{s}"].map(index).to_numpy(int) for s in "ab"}
+    if len(classes) == 2:
+        scores = {s: m[f"p_{s}"].to_numpy(float) for s in "ab"}
+    else:
+        scores = {s: m[[f"p_{c}_{s}" for c in classes]].to_numpy(float) for s in "ab"}
+    out = paired_bootstrap(y, pred["a"], pred["b"], m["group_a"].astype(str).to_numpy(), scores["a"], scores["b"],
+                           len(classes), n_resamples, seed)
+    out = hold_paired_edges(out, y, pred["a"], pred["b"], len(classes))  # both right on every image: not [0, 0]
     return {"n_images": int(len(m)), "n_groups": int(m["group_a"].nunique()), "metrics": out}
 
 
