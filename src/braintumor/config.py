@@ -61,7 +61,7 @@ def defaults_note(config: "Config") -> dict:
     return {"preprocess": default["preprocess"], "recipe": default["recipe"],
             "this_run_uses_it": config.preprocess == default["preprocess"] and config.recipe == default["recipe"],
             "chosen_by": DEFAULTS_SOURCE if config.task in TASK_DEFAULTS
-            else "plain: no study arm has shown an external gain for this task"}
+            else "plain: no study arm did better on the external sets without a loss elsewhere"}
 
 
 def _opt(default=dataclasses.MISSING, help: str = "", **cli):
