@@ -56,7 +56,7 @@ def score(rows: pd.DataFrame, threshold: float) -> dict:
 def modality_view(root: Path, records: list[dict], set_names: list[str], modality: str = MODALITY) -> dict:
     """``{set: {"n_seeds", "n_images", "metrics": {metric: pooled entry}, "within_group_auc_median"}}``
     for the Kaggle test and each external set, on ``modality`` inputs only."""
-    from .report import Z95, pooled
+    from .report import pooled_cells
 
     per_set: dict[str, list[dict]] = {}
     for r in records:
@@ -68,11 +68,7 @@ def modality_view(root: Path, records: list[dict], set_names: list[str], modalit
                 per_set.setdefault(name, []).append(score(rows, threshold))
     out = {}
     for name, scores in per_set.items():
-        combined = {}
-        for metric in SHOWN:
-            cells = [s["metrics"][metric] for s in scores]
-            within = [((c["high"] - c["low"]) / (2 * Z95)) ** 2 for c in cells]
-            combined[metric] = pooled([c["value"] for c in cells], within)
+        combined = {metric: pooled_cells([s["metrics"][metric] for s in scores]) for metric in SHOWN}
         medians = [s["within_group_auc_median"] for s in scores if s["within_group_auc_median"] is not None]
         out[name] = {"n_seeds": len(scores), "n_images": int(np.mean([s["n_images"] for s in scores])),
                      "metrics": combined, "within_group_auc_median": float(np.mean(medians)) if medians else None}

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..config import Config
+from ..config import Config, result_name, task_defaults
 from ..errors import BrainTumorError
 from ..files import write_text_atomic
 from ..reporting.readme import markdown_table, replace_block
@@ -61,6 +61,13 @@ def pooled(values: list[float], within: list[float]) -> dict:
             "between_variance": between, "n_seeds": m}
 
 
+def pooled_cells(cells: list[dict]) -> dict:
+    """:func:`pooled` of per-seed ``{"value", "low", "high"}`` entries, each one's within-seed
+    variance read from its 95% interval (none when it has no interval)."""
+    within = [((c["high"] - c["low"]) / (2 * Z95)) ** 2 if c.get("low") is not None else 0.0 for c in cells]
+    return pooled([c["value"] for c in cells], within)
+
+
 def external_summary(records: list[dict]) -> dict:
     """Per external set: each metric pooled over the seeds that have it (their within-seed
     variance from the set's patient/group-bootstrap interval), and each seed's value."""
@@ -74,8 +81,7 @@ def external_summary(records: list[dict]) -> dict:
             cells = [e["metrics"][metric] for e in entries if e["metrics"].get(metric, {}).get("value") is not None]
             if len(cells) != len(entries):
                 continue
-            within = [((c["high"] - c["low"]) / (2 * Z95)) ** 2 if c.get("low") is not None else 0.0 for c in cells]
-            metrics[metric] = pooled([c["value"] for c in cells], within)
+            metrics[metric] = pooled_cells(cells)
             metrics[metric]["per_seed"] = {str(r["seed"]): c["value"] for r, c in zip(scored, cells)}
         medians = [e["within_group_auc_median"] for e in entries if e.get("within_group_auc_median") is not None]
         out[name] = {"n_seeds": len(entries), "metrics": metrics, "n_kept": entries[0].get("n_kept"),
@@ -141,8 +147,6 @@ def aggregate(study: Study, base: Config) -> dict:
 def _add_mri_inputs(study: Study, base: Config, arms: dict, by_arm: dict) -> None:
     """Pooled arms, and the MRI task's default arm beside them, scored on MRI inputs only
     (:mod:`.modality_view`): the pooled model as an MRI model."""
-    from ..config import task_defaults
-
     default = task_defaults("mri")
     sets = [e.name for e in study.external if "mri" in e.tasks]
     pooled_arms = [a for a in study.arms if a.task == "pooled" and by_arm[a.name]]
@@ -191,8 +195,6 @@ def cost_markdown(summary: dict) -> str:
 
 def _recipe_label(name: str, arm: dict) -> str:
     """The recipe, and the arm's own name where it is not the usual one (e.g. its own schedule)."""
-    from ..config import result_name
-
     usual = result_name(arm["task"], arm["preprocess"], arm["recipe"])
     return arm["recipe"] if name == usual else f"{arm['recipe']} (arm {name})"
 

@@ -76,7 +76,7 @@ def states(study: Study, base: Config, only: list[str] | None = None) -> list[Ru
     manifest = manifest_sha256(base)
     code = {arm.recipe: code_fingerprint(arm.recipe) for arm in study.arms}
     arms = [study.arm(name) for name in only] if only else list(study.arms)
-    out = []
+    out, shared = [], None
     for seed in study.seeds:
         for arm in arms:
             cfg = study.config(arm, seed, base)
@@ -84,21 +84,23 @@ def states(study: Study, base: Config, only: list[str] | None = None) -> list[Ru
             path = record_path(study, base, arm, seed)
             record = read_record(path) if path.is_file() else None
             status = "missing" if record is None else ("done" if record.get("key") == key else "stale")
-            if status != "done" and (shared := shared_record(study, base, key, seed)) is not None:
-                record, status = shared, "done"
+            if status != "done":
+                shared = shared_records(study, base) if shared is None else shared  # read once, if needed
+                if key in shared:
+                    record, status = shared[key], "done"
             out.append(RunState(arm, seed, cfg, key, path, status, record))
     return out
 
 
-def shared_record(study: Study, base: Config, key: str, seed: int) -> dict | None:
-    """Another study's finished run with the same key: the same config, manifest and code,
-    so the same run; it counts as done here rather than being trained again."""
-    for path in sorted(study.reports_dir(base).parent.glob(f"*/*/seed-{seed}.json")):
-        if path.parent.parent.name != study.name:
-            record = read_record(path)
-            if record is not None and record.get("key") == key:
-                return record
-    return None
+def shared_records(study: Study, base: Config) -> dict[str, dict]:
+    """Other studies' finished runs by key: a run with the same key has the same config (seed
+    included), manifest and code, so it is the same run and counts as done here rather than
+    being trained again."""
+    out: dict[str, dict] = {}
+    for path in sorted(study.reports_dir(base).parent.glob("*/*/seed-*.json")):
+        if path.parent.parent.name != study.name and (record := read_record(path)) and "key" in record:
+            out.setdefault(record["key"], record)
+    return out
 
 
 def status_table(study: Study, base: Config) -> list[dict]:
