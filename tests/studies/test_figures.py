@@ -61,3 +61,13 @@ def test_annotations_say_what_an_arm_adds_to_crop_mask_and_rounds_share_a_figure
     assert recipe_tradeoff(summary, ax=axes[1]) is fig
     assert len(axes[1].texts) == 2 and not axes[0].texts
     plt.close(fig)
+
+
+def test_an_arm_on_its_own_schedule_is_told_apart_from_the_same_recipe():
+    zscore_nsa = {**_arm("nsa", [_record(1, 0.8, 0.98)]), "preprocess": "crop-mask-zscore"}
+    summary = {"arms": {"a": zscore_nsa, "b": zscore_nsa},
+               "own_schedules": {"b": {"image_size": 160, "finetune_fraction": 0.2}}}
+    points = {p["arm"]: p for p in tradeoff_points(summary)}
+    assert points["a"]["short"] == "zscore + nsa"
+    assert points["b"]["short"] == "zscore + nsa [finetune_fraction 0.2, image_size 160]"
+    assert points["b"]["label"] == "mri: crop-mask-zscore + nsa [finetune_fraction 0.2, image_size 160]"

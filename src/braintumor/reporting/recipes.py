@@ -69,12 +69,11 @@ def _kaggle_test(reports_path: Path, folder: str, run_ids) -> dict:
     return out
 
 
-def _external_classes(rows: pd.DataFrame) -> tuple[str, ...]:
-    """A binary report has ``p`` (P(tumour)); a multi-class one ``p_<class>`` per class (``p_ct``
-    is the modality check's, not a class)."""
-    if "p" in rows:
-        return ("healthy", "tumor")
-    return tuple(c[2:] for c in rows.columns if c.startswith("p_") and c != "p_ct")
+def prediction_classes(rows: pd.DataFrame) -> tuple[str, ...]:
+    """The classes of a predictions table: a binary one has ``p`` (P(tumour)) or no ``p_``
+    column, a multi-class one ``p_<class>`` per class (``p_ct`` is the modality check's, not a class)."""
+    classes = tuple(c[2:] for c in rows.columns if c.startswith("p_") and c != "p_ct")
+    return ("healthy", "tumor") if "p" in rows or not classes else classes
 
 
 def paired_external(a: pd.DataFrame, b: pd.DataFrame, n_resamples: int = 2000, seed: int = 0) -> dict:
@@ -83,7 +82,7 @@ def paired_external(a: pd.DataFrame, b: pd.DataFrame, n_resamples: int = 2000, s
     m = a.merge(b, on="path", suffixes=("_a", "_b"))
     if m.empty:
         raise BrainTumorError("the two runs share no external images")
-    classes = _external_classes(a)
+    classes = prediction_classes(a)
     index = {c: i for i, c in enumerate(classes)}
     y = m["label_a"].map(index).to_numpy(int)
     pred = {s: m[f"predicted_{s}"].map(index).to_numpy(int) for s in "ab"}

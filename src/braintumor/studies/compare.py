@@ -24,6 +24,7 @@ from ..errors import BrainTumorError
 from ..files import write_text_atomic
 from ..metrics import paired_comparison
 from ..reporting.readme import markdown_table
+from ..reporting.recipes import prediction_classes
 from .paired_edges import hold_paired_edges
 from .report import Z95
 from .runner import done_records
@@ -80,8 +81,7 @@ def _scores(df: pd.DataFrame, classes: list[str]) -> np.ndarray:
 def _classes(side: dict) -> list[str]:
     if side["report"]:
         return list(side["report"]["classes"])
-    cols = [c[2:] for c in side["predictions"].columns if c.startswith("p_")]
-    return cols or ["healthy", "tumor"]
+    return list(prediction_classes(side["predictions"]))
 
 
 def _schedule(side: dict) -> dict | None:

@@ -10,26 +10,35 @@ X_SET, Y_SET = "lgg-flair-a", "sartaj"
 TARGET = {X_SET: 0.80, Y_SET: 0.97}  # issue 14's targets (with the Kaggle test AUC >= 0.99)
 
 
-def _label(arm: str, entry: dict) -> str:
-    return f"{entry['task']}: {entry['preprocess']}" + (f" + {entry['recipe']}" if entry["recipe"] != "none" else "")
+def _own_schedule(schedule: dict | None) -> str:
+    """`` [epochs_finetune 4]`` for an arm trained on its own schedule; empty otherwise (two
+    arms of one recipe would look alike)."""
+    return f" [{', '.join(f'{k} {v}' for k, v in sorted(schedule.items()))}]" if schedule else ""
 
 
-def _short(entry: dict) -> str:
+def _label(entry: dict, schedule: dict | None = None) -> str:
+    return (f"{entry['task']}: {entry['preprocess']}" + (f" + {entry['recipe']}" if entry["recipe"] != "none" else "")
+            + _own_schedule(schedule))
+
+
+def _short(entry: dict, schedule: dict | None = None) -> str:
     """The point's annotation: what the arm adds to plain crop-mask (``zscore + nsa``)."""
     parts = [entry["preprocess"].replace("crop-mask-", "").replace("crop-mask", ""), entry["recipe"]]
-    return " + ".join(p for p in parts if p and p != "none") or entry["preprocess"]
+    return (" + ".join(p for p in parts if p and p != "none") or entry["preprocess"]) + _own_schedule(schedule)
 
 
 def tradeoff_points(summary: dict) -> list[dict]:
     """Arms scored on both sets: label, pooled AUC with interval per set, per-seed AUCs."""
-    points = []
+    points, own = [], summary.get("own_schedules") or {}
     for arm, entry in summary["arms"].items():
         ext = entry.get("external") or {}
         aucs = [(ext.get(s) or {}).get("metrics", {}).get("roc_auc") for s in (X_SET, Y_SET)]
         if any(a is None for a in aucs):
             continue
         seeds = sorted(set(aucs[0].get("per_seed", {})) & set(aucs[1].get("per_seed", {})), key=int)
-        points.append({"arm": arm, "label": _label(arm, entry), "short": _short(entry), "n_seeds": entry["n_seeds"],
+        schedule = own.get(arm)
+        points.append({"arm": arm, "label": _label(entry, schedule), "short": _short(entry, schedule),
+                       "n_seeds": entry["n_seeds"],
                        "x": aucs[0], "y": aucs[1],
                        "seeds": [(aucs[0]["per_seed"][k], aucs[1]["per_seed"][k]) for k in seeds]})
     return points
