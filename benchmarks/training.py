@@ -23,7 +23,13 @@ Variants of phase 2 for the first backbone (``--variants``): ``fp32`` (today's t
 ``bf16`` (``keras.mixed_precision`` policy ``mixed_bfloat16``; this CPU has AVX512_BF16),
 ``top20`` (the top 20% of backbone layers unfrozen instead of 40%), ``res160`` (fine-tuning
 at 160 px instead of 224: the network is fully convolutional with global pooling, so the same
-weights run at either size) and ``top20-res160`` (both). ImageNet
+weights run at either size), ``top20-res160`` (both), and the activation caches: ``cache``
+computes the frozen part of the network once per augmented view (below the last block output
+under the first unfrozen layer; BatchNorm is frozen, so that part is a fixed function of the
+image), one view per fine-tuning epoch as today's fresh augmentation gives, and fits only the
+layers above the cut on the cached activations; ``cache-1view`` reuses one view in every epoch;
+``top20-cache`` caches below the top 20%. Their phase-2 time is what a whole fine-tuning costs
+per image-epoch: cache building x views / epochs, plus the top's fit. ImageNet
 weights are used where this machine has the file, random weights otherwise (the table says
 which); speed does not depend on the weight values. Peak memory is the process's peak
 resident set size after phase 1 and after phase 2.
@@ -43,9 +49,12 @@ from benchmarks import common
 
 BACKBONES = ("efficientnet_lite0", "mobilenet_025", "mobilenet_v2", "efficientnetb0")
 # name -> (Keras dtype policy or None, share of backbone layers unfrozen or None, fine-tuning
-# image size as a share of --image-size or None)
-VARIANTS = {"fp32": (None, None, None), "bf16": ("mixed_bfloat16", None, None), "top20": (None, 0.2, None),
-            "res160": (None, None, 160 / 224), "top20-res160": (None, 0.2, 160 / 224)}
+# image size as a share of --image-size or None, cached augmented views per image or None:
+# "epochs" = one per fine-tuning epoch, so each epoch still sees a fresh view as today)
+VARIANTS = {"fp32": (None, None, None, None), "bf16": ("mixed_bfloat16", None, None, None),
+            "top20": (None, 0.2, None, None), "res160": (None, None, 160 / 224, None),
+            "top20-res160": (None, 0.2, 160 / 224, None), "cache": (None, None, None, "epochs"),
+            "cache-1view": (None, None, None, 1), "top20-cache": (None, 0.2, None, "epochs")}
 
 
 def seed_keras_home(home: Path) -> Path:
@@ -63,10 +72,9 @@ def seed_keras_home(home: Path) -> Path:
 
 def measure(name: str, weights: str | None, images: str, labels: str, batch: int, warmup: int,
             steps: int, runs: int, fraction: float, seed: int, pretrained_dir: str,
-            policy: str | None = None, finetune_size: int | None = None) -> dict:
+            policy: str | None = None, finetune_size: int | None = None, cache_views: int | None = None,
+            epochs: int = 2) -> dict:
     """Phase 1 and phase 2 timings for one backbone (runs in its own process)."""
-    import time
-
     import keras
     import numpy as np
 
@@ -92,6 +100,9 @@ def measure(name: str, weights: str | None, images: str, labels: str, batch: int
     timed_input = features(steps * batch)
     phase1 = [common.timed(pool.predict, timed_input, verbose=0)[0] for _ in range(runs)]
     rss1 = common.peak_rss_mb()
+    info_row = {"backbone": name, "weights": weights, "weight_source": info.get("weight_source"),
+                "image_size": size, "finetune_image_size": finetune_size or size,
+                "policy": policy or "float32", "finetune_fraction": fraction, "phase1_seconds": phase1}
 
     # Phase 2: fine-tune the top of the backbone end to end on augmented batches (at a
     # smaller size for the resolution variants: the same weights on a model built for it).
@@ -103,10 +114,25 @@ def measure(name: str, weights: str | None, images: str, labels: str, batch: int
         backbone, _ = build_backbone(name, finetune_size, weights, cache_dir=pretrained_dir)
         model = build_classifier(backbone, 2, finetune_size, dropout=0.2)
     unfrozen = unfreeze_top(backbone, fraction)
+    row = info_row | {"finetuned_layers": unfrozen, "peak_rss_mb_phase1": rss1}
+    if cache_views:
+        return row | cached_phase2(model, backbone, x, y, batch, warmup, steps, runs, seed,
+                                   epochs if cache_views == "epochs" else cache_views, epochs)
+    train = make_dataset(x, y, 2, batch, training=True, seed=seed).repeat()
+    phase2, startup = timed_fit(model, train, class_weights(y, 2), warmup, steps, runs)
+    return row | {"phase2_seconds": phase2, "phase2_startup_seconds": startup,
+                  "peak_rss_mb_phase2": common.peak_rss_mb()}
+
+
+def timed_fit(model, train, class_weight: dict, warmup: int, steps: int, runs: int):
+    """Compile ``model`` as phase 2 does and time ``steps`` batches of ``train`` after
+    ``warmup`` ones, in one ``fit`` call per run: ``(seconds per run, start-up per run)``."""
+    import time
+
+    import keras
+
     model.compile(optimizer=keras.optimizers.Adam(1e-4), loss=keras.losses.BinaryCrossentropy(),
                   metrics=[keras.metrics.BinaryAccuracy(name="accuracy"), keras.metrics.AUC(name="auc")])
-    train = make_dataset(x, y, 2, batch, training=True, seed=seed).repeat()
-    weights_by_class = class_weights(y, 2)
 
     class BatchEnds(keras.callbacks.Callback):
         def on_train_begin(self, logs=None):
@@ -115,19 +141,90 @@ def measure(name: str, weights: str | None, images: str, labels: str, batch: int
         def on_train_batch_end(self, batch, logs=None):
             self.ends.append(time.perf_counter())
 
-    phase2, startup = [], []
-    for _ in range(runs):  # one fit call per run: warm-up batches, then the timed ones
+    seconds, startup = [], []
+    for _ in range(runs):
         clock = BatchEnds()
-        model.fit(train, epochs=1, steps_per_epoch=warmup + steps, class_weight=weights_by_class,
+        model.fit(train, epochs=1, steps_per_epoch=warmup + steps, class_weight=class_weight,
                   shuffle=False, verbose=0, callbacks=[clock])  # the dataset shuffles itself
-        phase2.append(clock.ends[-1] - clock.ends[warmup - 1])
+        seconds.append(clock.ends[-1] - clock.ends[warmup - 1])
         startup.append(clock.ends[0] - clock.start)
-    return {"backbone": name, "weights": weights, "weight_source": info.get("weight_source"),
-            "image_size": size, "finetune_image_size": finetune_size or size,
-            "finetuned_layers": unfrozen, "policy": policy or "float32",
-            "finetune_fraction": fraction,
-            "phase1_seconds": phase1, "phase2_seconds": phase2, "phase2_startup_seconds": startup,
-            "peak_rss_mb_phase1": rss1, "peak_rss_mb_phase2": common.peak_rss_mb()}
+    return seconds, startup
+
+
+def split_at_frozen(model, backbone):
+    """The classifier cut below its first trainable layer: ``(bottom, top, cut layer name)``.
+
+    ``bottom`` maps images to the activation at the cut (all frozen, BatchNorm in inference
+    mode, so it is a fixed function of the image); ``top`` maps that activation to class
+    probabilities with the very layer objects of ``model``, so fitting ``top`` fits ``model``.
+    The cut is the last layer whose output is the only tensor crossing it (a block output:
+    a residual connection must not jump over the cut).
+    """
+    import keras
+
+    from braintumor.models.backbones import get_backbone
+
+    base = get_backbone(backbone)
+    layers = base.layers
+    first = next(i for i, layer in enumerate(layers) if layer.trainable and layer.weights)
+    made = {id(layer.output): i for i, layer in enumerate(layers)}
+    used = [{id(t) for node in layer._inbound_nodes for t in node.arguments.keras_tensors} for layer in layers]
+
+    def crossing(i):  # tensors made at or below layer i and used above it
+        return {t for inputs in used[i + 1:] for t in inputs if made.get(t, len(layers)) <= i}
+
+    cut = next(i for i in range(first - 1, 0, -1) if crossing(i) == {id(layers[i].output)})
+    image = keras.Input(model.input.shape[1:])
+    x = image
+    for layer in backbone.layers[1:-1]:  # the input preprocessing ahead of the network
+        x = layer(x)
+    bottom = keras.Model(image, keras.Model(base.input, layers[cut].output)(x, training=False))
+    act = keras.Input(bottom.output.shape[1:])
+    x = keras.Model(layers[cut].output, base.output)(act, training=False)
+    for name in ("pool", "head_dropout", "logits", "probs"):
+        x = model.get_layer(name)(x)
+    return bottom, keras.Model(act, x), layers[cut].name
+
+
+def cached_phase2(model, backbone, x, y, batch: int, warmup: int, steps: int, runs: int, seed: int,
+                  views: int, epochs: int) -> dict:
+    """Phase 2 with the frozen part's activations cached per augmented view.
+
+    Two timings per run: building the cache (augment a batch, run the frozen bottom, keep its
+    activation) and fitting only the top on cached activations. Over a fine-tuning of
+    ``epochs`` epochs with ``views`` views cached per image, each image costs
+    ``views / epochs`` cache builds and one top step per epoch, which is the phase-2 time
+    reported. ``views == epochs`` gives every epoch a fresh augmented view, as today.
+    """
+    import time
+
+    import numpy as np
+    import tensorflow as tf
+
+    from braintumor.data.tasks import class_weights
+    from braintumor.pipeline import make_dataset
+
+    bottom, top, cut = split_at_frozen(model, backbone)
+    forward = tf.function(lambda a: bottom(a, training=False))
+    build, fit, startup = [], [], []
+    for run in range(runs):
+        chunks, targets, t0 = [], [], time.perf_counter()
+        for i, (xb, yb) in enumerate(make_dataset(x, y, 2, batch, training=True, seed=seed + run)):
+            if i == warmup:  # the first batches trace the function: not timed
+                t0 = time.perf_counter()
+            chunks.append(forward(xb).numpy())
+            targets.append(yb.numpy())
+        build.append((time.perf_counter() - t0) * steps / (len(chunks) - warmup))
+        acts, targets = np.concatenate(chunks), np.concatenate(targets)
+        train = (tf.data.Dataset.from_tensor_slices((acts, targets)).shuffle(len(acts), seed=seed)
+                 .batch(batch).repeat().prefetch(tf.data.AUTOTUNE))
+        seconds, start = timed_fit(top, train, class_weights(y, 2), warmup, steps, 1)
+        fit += seconds
+        startup += start
+    return {"phase2_seconds": [b * views / epochs + f for b, f in zip(build, fit)],
+            "cache_build_seconds": build, "cached_top_seconds": fit, "phase2_startup_seconds": startup,
+            "cache_views": views, "finetune_epochs": epochs, "cut_layer": cut,
+            "cache_bytes_per_view": int(acts[0].nbytes), "peak_rss_mb_phase2": common.peak_rss_mb()}
 
 
 def in_own_process(fn, **kwargs):
@@ -143,6 +240,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--steps", type=int, default=20, help="timed batches per run")
     p.add_argument("--warmup", type=int, default=2, help="untimed batches first")
     p.add_argument("--finetune-fraction", type=float, default=0.4)
+    p.add_argument("--finetune-epochs", type=int, default=2,
+                   help="fine-tuning epochs the cache variants spread their cache over (the study schedule: 2)")
     p.add_argument("--random-weights", action="store_true", help="random weights for every backbone")
     p.add_argument("--seed", type=int, default=1337)
     p.add_argument("--variants", default=",".join(VARIANTS),
@@ -181,7 +280,7 @@ def main(argv: list[str] | None = None) -> int:
         np.save(tmp / "labels.npy", rows["y"].to_numpy())
         with common.environ(KERAS_HOME=str(seed_keras_home(tmp / "keras"))):
             for name, variant in jobs:
-                policy, fraction, scale = VARIANTS[variant]
+                policy, fraction, scale, views = VARIANTS[variant]
                 if args.random_weights:
                     weights, label = None, "random (requested)"
                 elif weights_available_offline(name):
@@ -194,7 +293,8 @@ def main(argv: list[str] | None = None) -> int:
                     labels=str(tmp / "labels.npy"), batch=batch, warmup=args.warmup, steps=args.steps,
                     runs=args.runs, fraction=fraction or args.finetune_fraction, seed=args.seed,
                     pretrained_dir=str(Config().pretrained_path), policy=policy,
-                    finetune_size=round(scale * args.image_size) if scale else None))
+                    finetune_size=round(scale * args.image_size) if scale else None,
+                    cache_views=views, epochs=args.finetune_epochs))
 
     timed_images = args.steps * batch
     report.headers = ["backbone", "variant", "weights", "phase 1 images/s (frozen)",
@@ -216,6 +316,16 @@ def main(argv: list[str] | None = None) -> int:
         if r["variant"] != "fp32" and base:
             report.ratios[f"{r['backbone']} {r['variant']} / fp32 phase 2"] = common.ratio(
                 r["phase2_images_per_second"], base)
+    for r in results:
+        if "cache_views" in r:
+            per_view = common.stats(common.rates(timed_images, r["cache_build_seconds"]))
+            top = common.stats(common.rates(timed_images, r["cached_top_seconds"]))
+            r |= {"cache_build_images_per_second": per_view, "cached_top_images_per_second": top}
+            report.notes.append(
+                f"{r['backbone']} {r['variant']}: cut after {r['cut_layer']}; cache built at "
+                f"{common.fmt(per_view)} images/s, top fitted at {common.fmt(top)} images/s; "
+                f"{r['cache_views']} view(s) for {r['finetune_epochs']} epochs; "
+                f"{r['cache_bytes_per_view'] / 2**20:.3f} MiB per image and view (float32).")
     report.results = {"backbones": results}
     report.notes += [
         f"Each run: {args.steps} batches of {batch} at {args.image_size}x{args.image_size} after "
@@ -224,7 +334,11 @@ def main(argv: list[str] | None = None) -> int:
         f"{args.runs} runs; each backbone and variant in a fresh process.",
         "Variants: fp32 = today's training; bf16 = mixed_bfloat16 policy; top20 = top 20% of backbone "
         "layers unfrozen instead of 40%; res160 = fine-tuning at 160 px (the same ImageNet weights, "
-        "images resized); top20-res160 = both. Speed only: whether a variant keeps validation AUC needs a training run.",
+        "images resized); top20-res160 = both; cache = the frozen part's activations cached per augmented "
+        f"view, one view per fine-tuning epoch ({args.finetune_epochs}), then only the layers above the cut "
+        "trained on them (phase 2 time = cache build x views / epochs + top fit); cache-1view = one view "
+        "reused in every epoch (less augmentation); top20-cache = top 20% unfrozen, cached. "
+        "Speed only: whether a variant keeps validation AUC needs a training run.",
         "Phase 1 = frozen backbone forward pass to pooled features (as training.py extracts them once); "
         f"phase 2 = model.fit with the top {args.finetune_fraction:.0%} of backbone layers unfrozen, "
         "BatchNorm frozen, augmentation on.",
