@@ -44,15 +44,18 @@ split: install
 train: install seed-weights
 	for t in $(TASKS); do $(VENV)/bin/braintumor train --task $$t $(TRAIN_ARGS) || exit 1; done
 
-# The matched study (studies/main.toml), resumable: trains and evaluates only the runs that
-# are missing or stale, stops before a run that would overrun BUDGET minutes, scores every
-# finished MRI/pooled run on the external sets, then regenerates its report and README block.
+# The matched study (studies/main.toml), then the side studies of the MRI default's
+# fine-tuning (finetune: 4 epochs, the default's schedule; speed: a cheaper one), resumable:
+# trains and evaluates only the runs that are missing or stale, stops before a run that would
+# overrun BUDGET minutes (per study), scores every finished MRI/pooled run on the external
+# sets, then regenerates each study's report and README block.
 # Commit models/*/study-* cards and reports/studies after each session.
 BUDGET ?= 170
+STUDIES ?= studies/main.toml studies/finetune.toml studies/speed.toml
 study: install seed-weights
-	$(VENV)/bin/braintumor study run --budget-minutes $(BUDGET)
-	$(VENV)/bin/braintumor study status
-	$(VENV)/bin/braintumor study report --update-readme
+	for s in $(STUDIES); do $(VENV)/bin/braintumor study run --study $$s --budget-minutes $(BUDGET) || exit 1; done
+	for s in $(STUDIES); do $(VENV)/bin/braintumor study status --study $$s || exit 1; done
+	for s in $(STUDIES); do $(VENV)/bin/braintumor study report --study $$s --update-readme || exit 1; done
 
 # Everything, headless: audit the data, check the committed split, run the matched study
 # (every arm and seed, external sets included; resumable, so an interrupted `make reproduce`
@@ -78,8 +81,8 @@ reproduce: install seed-weights
 	          | sed -n 's/^model folder: //p'); \
 	    $(VENV)/bin/braintumor evaluate --model $$run; done; \
 	else \
-	  $(VENV)/bin/braintumor study run; \
-	  $(VENV)/bin/braintumor study report --update-readme; fi; \
+	  for s in $(STUDIES); do $(VENV)/bin/braintumor study run --study $$s; \
+	    $(VENV)/bin/braintumor study report --study $$s --update-readme; done; fi; \
 	$(VENV)/bin/braintumor audit-shortcuts $$audit; \
 	$(VENV)/bin/braintumor audit-sources $$audit; \
 	: notebook next

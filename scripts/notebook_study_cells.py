@@ -20,7 +20,8 @@ for MRI, on the external sets of section 10. `braintumor study run` is resumable
 sessions; the tables show what has finished of round 2 (mean ± sd over seeds, pooled 95%
 interval), then the paired comparisons the study file declares, then round 1's comparisons: the
 screening round whose external scores chose round 2's recipes (`reports/studies/main-pilot/`),
-then the speed study (`studies/speed.toml`): the MRI default at a cheaper fine-tuning schedule."""
+then two side studies of the MRI default's fine-tuning: a cheaper schedule (`studies/speed.toml`)
+and a longer one (`studies/finetune.toml`, 4 epochs instead of 2)."""
 code = """import json
 from IPython.display import Markdown
 from braintumor.config import project_root
@@ -32,11 +33,11 @@ display(Markdown(study_markdown(json.loads((study_dir / "summary.json").read_tex
 for folder in (study_dir, round1_dir):
     if (folder / "comparisons.md").is_file():
         display(Markdown((folder / "comparisons.md").read_text().replace("# Study main", f"# {folder.name}")))
-speed_dir = studies / "speed"
-if (speed_dir / "summary.json").is_file():
-    display(Markdown(study_markdown(json.loads((speed_dir / "summary.json").read_text()))))
-if (speed_dir / "comparisons.md").is_file():
-    display(Markdown((speed_dir / "comparisons.md").read_text()))"""
+for side in ("speed", "finetune"):
+    if (studies / side / "summary.json").is_file():
+        display(Markdown(study_markdown(json.loads((studies / side / "summary.json").read_text()))))
+    if (studies / side / "comparisons.md").is_file():
+        display(Markdown((studies / side / "comparisons.md").read_text()))"""
 
 
 def upsert(cells, mark: str, md: str, code: str, anchor: str, outputs: list) -> int:
@@ -68,12 +69,12 @@ for folder in (study_dir, ROOT / "reports" / "studies" / "main-pilot"):
         text = (folder / "comparisons.md").read_text().replace("# Study main", f"# {folder.name}")
         outs.append(nbformat.v4.new_output("display_data", data={"text/markdown": text, "text/plain": "<IPython.core.display.Markdown object>"}))
 
-speed_dir = ROOT / "reports" / "studies" / "speed"
-for part, show in (("summary.json", lambda f: study_markdown(json.loads(f.read_text()))),
-                   ("comparisons.md", lambda f: f.read_text())):
-    if (speed_dir / part).is_file():
-        text = show(speed_dir / part)
-        outs.append(nbformat.v4.new_output("display_data", data={"text/markdown": text, "text/plain": "<IPython.core.display.Markdown object>"}))
+for side in ("speed", "finetune"):
+    folder = ROOT / "reports" / "studies" / side
+    texts = ([study_markdown(json.loads((folder / "summary.json").read_text()))] if (folder / "summary.json").is_file() else [])
+    texts += [(folder / "comparisons.md").read_text()] if (folder / "comparisons.md").is_file() else []
+    outs += [nbformat.v4.new_output("display_data", data={"text/markdown": t, "text/plain": "<IPython.core.display.Markdown object>"})
+             for t in texts]
 
 # Section 11: the study's recipes on both external sets, as one figure (after the lesions grid).
 FIG_MARK = "<!-- study-tradeoff -->"

@@ -40,3 +40,12 @@ def test_the_migration_holds_a_degenerate_entry_and_leaves_the_rest(migration):
     sens = node["metrics"]["sensitivity"]
     assert sens["interval"] == "wilson" and sens["low"] < 1.0 == sens["high"]
     assert node["metrics"]["accuracy"] == {"value": 0.995, "low": 0.989, "high": 0.999, "interval": "bootstrap"}
+
+
+def test_every_committed_cards_task_defaults_note_is_current():
+    """A card's note says whether its run is the task's default training; after a change to
+    ``Config.TASK_DEFAULTS`` `python scripts/annotate_task_defaults.py` brings them up to date."""
+    spec = importlib.util.spec_from_file_location("annotate", PROJECT / "scripts" / "annotate_task_defaults.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert module.main(["--check"]) == 0

@@ -77,6 +77,18 @@ def test_a_new_task_brings_its_defaults_unless_the_setting_was_chosen(study_defa
     assert parse("train", "--task", "mri", "--recipe", "none", "--preprocess", "none").recipe == "none"
 
 
+def test_unset_fine_tuning_epochs_take_the_tasks_default(monkeypatch):
+    import braintumor.config as config
+
+    monkeypatch.setattr(config, "TASK_DEFAULTS", {"mri": {"preprocess": "crop-mask", "epochs_finetune": 4}})
+    assert Config(task="mri").epochs_finetune == 4 and Config(task="ct").epochs_finetune == 2
+    assert Config(task="mri", epochs_finetune=2).epochs_finetune == 2  # said explicitly: kept
+    assert Config(task="mri").replace(task="ct").epochs_finetune == 2
+    assert Config(task="ct").replace(task="mri").epochs_finetune == 4
+    assert parse("train", "--task", "mri").epochs_finetune == 4
+    assert parse("train", "--task", "mri", "--epochs-finetune", "1").epochs_finetune == 1
+
+
 def test_an_older_card_without_the_settings_means_plain(study_defaults):
     card = {k: v for k, v in Config(task="mri").to_dict().items() if k not in ("preprocess", "recipe")}
     old = Config.from_dict(card)
@@ -85,7 +97,7 @@ def test_an_older_card_without_the_settings_means_plain(study_defaults):
 
 def test_the_shipped_task_defaults_name_settings_that_exist_and_fit_their_task():
     from braintumor import recipes
-    from braintumor.config import TASK_DEFAULTS, defaults_note, task_defaults
+    from braintumor.config import PLAIN, TASK_DEFAULTS, defaults_note, task_defaults
     from braintumor.data.tasks import TASKS
     from braintumor.preprocess import get_preprocessor
 
@@ -98,4 +110,7 @@ def test_the_shipped_task_defaults_name_settings_that_exist_and_fit_their_task()
         assert note["this_run_uses_it"] and note["recipe"] == Config(task=name).recipe
         assert ("round 2" in note["chosen_by"]) == (name in TASK_DEFAULTS)
     assert not defaults_note(Config(task="mri", recipe="none", preprocess="none"))["this_run_uses_it"] \
-        or task_defaults("mri") == {"preprocess": "none", "recipe": "none"}
+        or task_defaults("mri") == PLAIN
+    # the schedule is part of the default: MRI's recipe at another epoch count is not the default run
+    other = {2: 4, 4: 2}.get(task_defaults("mri")["epochs_finetune"], 2)
+    assert not defaults_note(Config(task="mri", epochs_finetune=other))["this_run_uses_it"]

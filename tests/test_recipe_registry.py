@@ -81,8 +81,8 @@ def test_a_changed_config_default_stales_only_the_runs_whose_config_it_changes(p
     none = code_fingerprint("none", package_copy)
     config = package_copy / "config.py"
     text = config.read_text()
-    changed = text.replace("TASK_DEFAULTS: dict[str, dict[str, str]] = {",
-                           'TASK_DEFAULTS: dict[str, dict[str, str]] = {"pooled": {"recipe": "nsa"}, ')
+    changed = text.replace("TASK_DEFAULTS: dict[str, dict] = {",
+                           'TASK_DEFAULTS: dict[str, dict] = {"pooled": {"recipe": "nsa"}, ')
     assert changed != text, "config.py no longer declares TASK_DEFAULTS as this test expects"
     config.write_text(changed)
     assert code_fingerprint("none", package_copy) == none

@@ -249,7 +249,8 @@ def volume_table(df: pd.DataFrame, classes: list[str]) -> pd.DataFrame:
 
 def find_model(path: str | Path) -> Path:
     """What ``--model`` means for predict, evaluate and the web app: a run folder, or of a task
-    folder such as ``models/ct`` its newest run with trained weights (a clone holds only the
+    folder such as ``models/ct`` its best run with trained weights (:func:`_preference`: trained
+    as the task's default, then the newest; a clone holds only the
     committed cards; the newest card when no run has weights, so the error says so). A folder
     that is not there is an error naming where the task's runs land.
 
@@ -257,12 +258,27 @@ def find_model(path: str | Path) -> Path:
     evaluation import), so that it can change without making finished study runs stale."""
     p = Path(path)
     if p.is_dir() and not is_run(p):
-        trained = sorted(d for d in p.iterdir() if is_run(d) and (d / MODEL_NAME).is_file())
+        trained = sorted((d for d in p.iterdir() if is_run(d) and (d / MODEL_NAME).is_file()), key=_preference)
         if trained:
-            return trained[-1]  # run ids start with a timestamp
+            return trained[-1]
     if not p.exists():
         _missing_model(p)
     return resolve_run(p)
+
+
+def _preference(run: Path) -> tuple:
+    """Sort key of a task folder's runs, best last: a run trained as its task's default
+    (``Config.TASK_DEFAULTS``: the folder can also hold runs on another schedule, e.g. a side
+    study's), then the newest by the card's ``created`` time, then by name (timestamps first)."""
+    from .config import Config, defaults_note
+    from .models.modelcard import read_card
+
+    try:
+        card = read_card(run)
+        is_default = defaults_note(Config.from_dict(card["training"]["config"]))["this_run_uses_it"]
+    except (BrainTumorError, KeyError, TypeError, ValueError):
+        card, is_default = {}, False
+    return is_default, str(card.get("created", "")), run.name
 
 
 def _missing_model(p: Path) -> None:
@@ -271,7 +287,8 @@ def _missing_model(p: Path) -> None:
 
     hint = ""
     if p.name in TASKS:
-        default = p.parent / result_name(p.name, **task_defaults(p.name))
+        defaults = task_defaults(p.name)
+        default = p.parent / result_name(p.name, defaults["preprocess"], defaults["recipe"])
         if default != p:
             hint = (f"; `braintumor train --task {p.name}` saves to {default} (the task's default "
                     f"preprocessing and recipe, `braintumor train --help`)")

@@ -130,7 +130,7 @@ def test_run_status_report_compare_resume_and_stale(tiny, monkeypatch, capsys):
     assert (run_dir / "ood.npz").is_file() and 0.9 <= record["ood"]["val_keep_rate"] <= 1.0
     assert run_dir.parent.name == "ct" and (run_dir / "model_card.json").is_file()
     noted = json.loads((run_dir / "model_card.json").read_text())["task_defaults"]  # written by the runner
-    uses_default = (record["preprocess"], record["recipe"]) == (noted["preprocess"], noted["recipe"])
+    uses_default = all(record["config"][k] == noted[k] for k in ("preprocess", "recipe", "epochs_finetune"))
     assert noted["this_run_uses_it"] == uses_default
     assert (run_dir / "history.csv").is_file()
     seed_dir = project / record["report_dir"]

@@ -186,13 +186,14 @@ def _train_options(p: argparse.ArgumentParser) -> None:
                help="random initialisation instead of ImageNet")
     add_option(p, "quick")
     p.add_argument("--epochs", type=int, help="fine-tuning epochs (same as --epochs-finetune)")
-    for name in ("epochs_frozen", "epochs_finetune", "image_size", "batch_size", "lr_frozen", "lr_finetune",
+    for name in ("epochs_frozen", "image_size", "batch_size", "lr_frozen", "lr_finetune",
                  "finetune_fraction", "lesion_copies", "augment", "seed"):
         add_option(p, name)
 
     def per_task(name: str) -> str:  # Config.TASK_DEFAULTS: the study's best arm per task
         return " (default: the task's; " + ", ".join(f"{t} {task_defaults(t)[name]}" for t in sorted(TASKS)) + ")"
 
+    add_option(p, "epochs_finetune", help="fine-tuning epochs" + per_task("epochs_finetune"))
     add_option(p, "preprocess", help="image preprocessing: none; crop-mask (text removed, outside the head "
                "blanked, cropped to it); crop-mask-zscore (and grey levels standardised inside the head)"
                + per_task("preprocess"))

@@ -145,17 +145,18 @@ def aggregate(study: Study, base: Config) -> dict:
 
 
 def _add_mri_inputs(study: Study, base: Config, arms: dict, by_arm: dict) -> None:
-    """Pooled arms, and the MRI task's default arm beside them, scored on MRI inputs only
-    (:mod:`.modality_view`): the pooled model as an MRI model."""
+    """Pooled arms, and the MRI arm with the task default's preprocessing and recipe beside them
+    (on this study's schedule), scored on MRI inputs only (:mod:`.modality_view`): the pooled
+    model as an MRI model."""
     default = task_defaults("mri")
     sets = [e.name for e in study.external if "mri" in e.tasks]
     pooled_arms = [a for a in study.arms if a.task == "pooled" and by_arm[a.name]]
     if not pooled_arms:
         return
     for arm in study.arms:
-        is_default = (arm.task == "mri" and not arm.schedule
-                      and (arm.preprocess, arm.recipe) == (default["preprocess"], default["recipe"]))
-        if by_arm[arm.name] and (arm in pooled_arms or is_default):
+        default_recipe = (arm.task == "mri" and not arm.schedule
+                          and (arm.preprocess, arm.recipe) == (default["preprocess"], default["recipe"]))
+        if by_arm[arm.name] and (arm in pooled_arms or default_recipe):
             arms[arm.name]["mri_inputs"] = modality_view(base.root_path, by_arm[arm.name], sets)
 
 
@@ -242,7 +243,7 @@ def markdown(summary: dict) -> str:
 
 
 def mri_inputs_markdown(summary: dict) -> str:
-    """The arms scored on MRI inputs only (pooled arms, and the MRI default for reference)."""
+    """The arms scored on MRI inputs only (pooled arms, and the MRI default's recipe for reference)."""
     rows = []
     for name, a in summary["arms"].items():
         for set_name, e in (a.get("mri_inputs") or {}).items():
