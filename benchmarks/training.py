@@ -72,8 +72,8 @@ def seed_keras_home(home: Path) -> Path:
 
 def measure(name: str, weights: str | None, images: str, labels: str, batch: int, warmup: int,
             steps: int, runs: int, fraction: float, seed: int, pretrained_dir: str,
-            policy: str | None = None, finetune_size: int | None = None, cache_views: int | None = None,
-            epochs: int = 2) -> dict:
+            policy: str | None = None, finetune_size: int | None = None,
+            cache_views: int | str | None = None, epochs: int = 2) -> dict:
     """Phase 1 and phase 2 timings for one backbone (runs in its own process)."""
     import keras
     import numpy as np
