@@ -9,8 +9,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
+from braintumor.cli.models import note_task_defaults  # noqa: E402
 from braintumor.config import Config, defaults_note  # noqa: E402
-from braintumor.models.modelcard import CARD_NAME, read_card, write_card  # noqa: E402
+from braintumor.models.modelcard import CARD_NAME, read_card  # noqa: E402
 
 
 def main(argv=None) -> int:
@@ -22,11 +23,11 @@ def main(argv=None) -> int:
         card = read_card(path.parent)
         if "task_defaults" not in card or "config" not in card.get("training", {}):
             continue  # a card the note was never written to (trained before task defaults existed)
-        note = defaults_note(Config.from_dict(card["training"]["config"]))
-        if card["task_defaults"] != note:
+        config = Config.from_dict(card["training"]["config"])
+        if card["task_defaults"] != defaults_note(config):
             stale.append(path.parent.relative_to(ROOT))
             if not args.check:
-                write_card(path.parent, {**card, "task_defaults": note})
+                note_task_defaults(path.parent, config)  # what train and the study runner write
     print(f"{len(stale)} card(s) {'stale' if args.check else 'rewritten'}" + "".join(f"\n  {s}" for s in stale))
     return 1 if args.check and stale else 0
 

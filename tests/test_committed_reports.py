@@ -10,12 +10,17 @@ import pytest
 PROJECT = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(scope="module")
-def migration():
-    spec = importlib.util.spec_from_file_location("hold_edges", PROJECT / "scripts" / "hold_edges_in_reports.py")
+def _script(name: str):
+    """A module of scripts/ (not a package), loaded from its file."""
+    spec = importlib.util.spec_from_file_location(name, PROJECT / "scripts" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+@pytest.fixture(scope="module")
+def migration():
+    return _script("hold_edges_in_reports")
 
 
 def test_no_committed_report_has_a_zero_width_interval(migration):
@@ -45,7 +50,4 @@ def test_the_migration_holds_a_degenerate_entry_and_leaves_the_rest(migration):
 def test_every_committed_cards_task_defaults_note_is_current():
     """A card's note says whether its run is the task's default training; after a change to
     ``Config.TASK_DEFAULTS`` `python scripts/annotate_task_defaults.py` brings them up to date."""
-    spec = importlib.util.spec_from_file_location("annotate", PROJECT / "scripts" / "annotate_task_defaults.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    assert module.main(["--check"]) == 0
+    assert _script("annotate_task_defaults").main(["--check"]) == 0
